@@ -1,0 +1,87 @@
+"""Command line: ``python -m comfyui_animate_suite <command>``.
+
+Each command lives in a module with ``register(subparsers)`` that adds its parser and sets
+``run=<function(args) -> exit code>``. Heavy imports stay inside the run functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from .pipelines.errors import AnimateSuiteError
+
+_COMMAND_MODULES: tuple[str, ...] = ()
+
+PACK_DIR = Path(__file__).resolve().parent
+
+
+def default_models_dir() -> Path:
+    """$COMFYUI_MODELS_DIR, else the models/ of the ComfyUI this pack sits in, else ./models."""
+    env = os.environ.get("COMFYUI_MODELS_DIR")
+    if env:
+        return Path(env)
+    if PACK_DIR.parent.name == "custom_nodes" and (PACK_DIR.parent.parent / "models").is_dir():
+        return PACK_DIR.parent.parent / "models"
+    return Path("models")
+
+
+def add_models_dir_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models-dir", type=Path, default=None,
+                        help="ComfyUI models folder (default: $COMFYUI_MODELS_DIR, the enclosing ComfyUI's, or ./models)")
+
+
+def locator_from_args(args):
+    from .pipelines.model_registry import DirectoryLocator
+
+    return DirectoryLocator(args.models_dir or default_models_dir())
+
+
+def _run_models(args) -> int:
+    from .pipelines import model_registry
+
+    rows = model_registry.report(locator_from_args(args))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    current = None
+    for row in rows:
+        if row["family"] != current:
+            current = row["family"]
+            print(f"\n{row['title']} [{row['family']}]\n  published at: {row['source']}")
+        label = " | ".join(row["names"][:3]) + (" | ..." if len(row["names"]) > 3 else "")
+        if row["found"]:
+            print(f"  ok       {row['role']:<18} {row['found']}")
+        else:
+            status = "MISSING " if row["required"] else "optional"
+            print(f"  {status} {row['role']:<18} {label}  (searched {', '.join(row['searched'])})")
+    return 0
+
+
+def _register_models(subparsers) -> None:
+    parser = subparsers.add_parser("models", help="list, per model family, which files were found where and what is missing")
+    add_models_dir_argument(parser)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(run=_run_models)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m comfyui_animate_suite", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _register_models(subparsers)
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name, __package__).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except AnimateSuiteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,11 @@
+"""ComfyUI node registration. The only package that imports ComfyUI."""
+
+from . import comfy_bridge, video_nodes
+
+# Each node module lists its classes in NODE_CLASSES; class names carry the AnimateSuite prefix.
+_NODE_MODULES = (video_nodes,)
+
+comfy_bridge.register_model_folders()
+
+NODE_CLASS_MAPPINGS = {cls.__name__: cls for module in _NODE_MODULES for cls in module.NODE_CLASSES}
+NODE_DISPLAY_NAME_MAPPINGS = {name: cls.DISPLAY_NAME for name, cls in NODE_CLASS_MAPPINGS.items()}

@@ -1,0 +1,256 @@
+"""The one place the pack talks to ComfyUI's runtime.
+
+Model management (``ModelPatcher`` + ``load_models_gpu``), dtype choice, progress bars, interruption,
+out-of-memory advice and model folders all go through here; node modules stay thin and pipelines
+never see ComfyUI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from typing import Iterable, Sequence
+
+import torch
+
+import comfy.model_management as model_management
+import comfy.model_patcher
+import comfy.utils
+import folder_paths
+
+from ..pipelines import model_registry
+from ..pipelines.context import RunContext
+from ..pipelines.errors import InputError, ModelNotFoundError
+
+log = logging.getLogger("animate_suite")
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+_NAMED_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+# ----------------------------------------------------------------------------- model folders
+
+
+def register_model_folders() -> None:
+    """Register the pack's model folders (cheap: no directory is read)."""
+    for key, suffixes in model_registry.PACK_FOLDERS.items():
+        folder_paths.add_model_folder_path(key, os.path.join(folder_paths.models_dir, key))
+        paths, extensions = folder_paths.folder_names_and_paths[key]
+        # A key that extra_model_paths.yaml created first has an empty suffix set, meaning "list everything".
+        folder_paths.folder_names_and_paths[key] = (paths, set(extensions) | set(suffixes))
+
+
+class ComfyLocator:
+    """Model lookup through ``folder_paths`` so extra_model_paths.yaml is honoured."""
+
+    def roots(self, folder_key: str) -> list[str]:
+        if folder_key not in folder_paths.folder_names_and_paths:
+            return []
+        return list(folder_paths.get_folder_paths(folder_key))
+
+
+def listing_input(choices: list[str], tooltip: str, **options) -> tuple:
+    """A COMBO input whose options are files found on disk; marked so workflow checks accept any name."""
+    return (choices, {"tooltip": tooltip, "file_listing": True, **options})
+
+
+def file_choices(folder_key: str) -> list[str]:
+    """Files in a model folder, for a COMBO widget."""
+    try:
+        return list(folder_paths.get_filename_list(folder_key))
+    except KeyError:
+        return []
+
+
+def folder_choices(folder_keys: Iterable[str]) -> list[str]:
+    """Sub-folders (diffusers folders, ONNX model packs) of model folders, as ``key/name``."""
+    choices = []
+    locator = ComfyLocator()
+    for key in folder_keys:
+        for root in locator.roots(key):
+            if os.path.isdir(root):
+                choices += [f"{key}/{name}" for name in sorted(os.listdir(root)) if os.path.isdir(os.path.join(root, name))]
+    return sorted(set(choices))
+
+
+def model_file_path(folder_key: str, name: str, what: str) -> str:
+    """Full path of a file chosen in a COMBO; never outside the model folders."""
+    path = folder_paths.get_full_path(folder_key, name)
+    if path is None:
+        raise ModelNotFoundError(what, f"'{name}'", ComfyLocator().roots(folder_key))
+    return path
+
+
+def model_folder_path(choice: str, what: str) -> str:
+    """Full path of a ``key/name`` folder choice; refuses names that climb out of the folder."""
+    key, _, name = choice.partition("/")
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise InputError(what, f"'{choice}' is not a model folder choice", "'<folder>/<name>' from the list")
+    for root in ComfyLocator().roots(key):
+        candidate = os.path.join(root, name)
+        if os.path.isdir(candidate):
+            return candidate
+    raise ModelNotFoundError(what, f"folder '{name}'", ComfyLocator().roots(key))
+
+
+def find_model(family: model_registry.ModelFamily, role: str) -> str:
+    return str(model_registry.require(family, role, ComfyLocator()))
+
+
+# ----------------------------------------------------------------------------- devices and dtypes
+
+
+def compute_device() -> torch.device:
+    return model_management.get_torch_device()
+
+
+def offload_device() -> torch.device:
+    return model_management.unet_offload_device()
+
+
+def pick_dtype(precision: str, device: torch.device | None = None) -> torch.dtype:
+    """The compute dtype: the one named, or for 'auto' the best the device runs well (fp32 on CPU)."""
+    if precision in _NAMED_DTYPES:
+        return _NAMED_DTYPES[precision]
+    if precision != "auto":
+        raise InputError("precision", f"'{precision}' is unknown", "one of " + ", ".join(PRECISIONS))
+    device = device or compute_device()
+    if device.type == "cpu":
+        return torch.float32
+    if model_management.should_use_bf16(device):
+        return torch.bfloat16
+    if model_management.should_use_fp16(device):
+        return torch.float16
+    return torch.float32
+
+
+def to_intermediate(images: torch.Tensor) -> torch.Tensor:
+    """IMAGE outputs go to ComfyUI's intermediate device as float32."""
+    return images.to(device=model_management.intermediate_device(), dtype=torch.float32)
+
+
+# ----------------------------------------------------------------------------- model patchers
+
+
+def _lowvram_ops():
+    """``comfy.ops.disable_weight_init`` when it supports cast-on-the-fly (partial loading), else None."""
+    try:
+        import comfy.ops
+    except ImportError:
+        return None
+    ops = getattr(comfy.ops, "disable_weight_init", None)
+    linear = getattr(ops, "Linear", None)
+    return ops if linear is not None and hasattr(linear, "comfy_cast_weights") else None
+
+
+def _swap_to_comfy_ops(module: torch.nn.Module, ops) -> None:
+    """Turn plain torch layers into ``comfy.ops`` layers in place so ComfyUI can stream their weights."""
+    swaps = {
+        torch.nn.Linear: "Linear",
+        torch.nn.Conv1d: "Conv1d",
+        torch.nn.Conv2d: "Conv2d",
+        torch.nn.Conv3d: "Conv3d",
+        torch.nn.ConvTranspose2d: "ConvTranspose2d",
+        torch.nn.GroupNorm: "GroupNorm",
+        torch.nn.LayerNorm: "LayerNorm",
+        torch.nn.Embedding: "Embedding",
+    }
+    for layer in module.modules():
+        name = swaps.get(type(layer))
+        if name is None or not hasattr(ops, name):
+            continue
+        if name == "GroupNorm" and not layer.affine:
+            continue
+        layer.__class__ = getattr(ops, name)
+        if name == "Embedding":
+            layer.bias = None
+
+
+def make_patcher(module: torch.nn.Module, streamable: bool = True) -> comfy.model_patcher.ModelPatcher:
+    """Wrap ``module`` so ComfyUI loads and offloads it.
+
+    With a ComfyUI whose ``comfy.ops`` layers cast weights on the fly, the module's layers are
+    converted so a partial load (short VRAM, --lowvram/--novram) streams the rest. Otherwise, or
+    when ``streamable`` is False, the module is always loaded whole: never half-loaded.
+    """
+    ops = _lowvram_ops() if streamable else None
+    if ops is not None:
+        _swap_to_comfy_ops(module, ops)
+    module.eval().requires_grad_(False)
+    patcher = comfy.model_patcher.ModelPatcher(module, load_device=compute_device(), offload_device=offload_device())
+    patcher.animate_suite_full_load = ops is None
+    return patcher
+
+
+class ComfyStager:
+    """A pipeline stage asks for modules; ComfyUI loads their patchers (evicting others as needed)."""
+
+    def __init__(self, patchers: Iterable[comfy.model_patcher.ModelPatcher]):
+        self._by_module = {id(patcher.model): patcher for patcher in patchers}
+
+    def stage(self, modules: Sequence[torch.nn.Module], memory_required: int = 0) -> None:
+        patchers = []
+        for module in modules:
+            patcher = self._by_module.get(id(module))
+            if patcher is None:
+                raise RuntimeError(f"{type(module).__name__} was not wrapped in a ModelPatcher by its loader")
+            patchers.append(patcher)
+        full_load = any(getattr(p, "animate_suite_full_load", True) for p in patchers)
+        model_management.load_models_gpu(patchers, memory_required=memory_required, force_full_load=full_load)
+
+
+# ----------------------------------------------------------------------------- progress, interrupt, OOM
+
+
+class ComfyProgress:
+    """Pipeline progress -> ComfyUI progress bar (with preview image; each update is a cancel point)."""
+
+    def __init__(self):
+        self._bar = None
+
+    def __call__(self, step: int, total: int, preview=None) -> None:
+        if self._bar is None or self._bar.total != total:
+            self._bar = comfy.utils.ProgressBar(total)
+        payload = None
+        if preview is not None:
+            from comfy.cli_args import args
+
+            payload = ("JPEG", preview, getattr(args, "preview_size", 512) or 512)
+        self._bar.update_absolute(step, total, payload)
+
+
+def check_interrupt() -> None:
+    model_management.throw_exception_if_processing_interrupted()
+
+
+def run_context(patchers: Iterable[comfy.model_patcher.ModelPatcher], dtype: torch.dtype) -> RunContext:
+    """The RunContext a node hands to a pipeline."""
+    return RunContext(
+        device=compute_device(),
+        dtype=dtype,
+        stager=ComfyStager(patchers),
+        progress=ComfyProgress(),
+        check_interrupt=check_interrupt,
+        wants_preview=True,
+    )
+
+
+class AnimateSuiteOutOfMemory(torch.cuda.OutOfMemoryError):
+    """Out of GPU memory, with advice. Still an OutOfMemoryError so ComfyUI frees its models."""
+
+
+@contextmanager
+def out_of_memory_advice(stage: str, advice: str):
+    """Turn a CUDA out-of-memory inside the block into one clear sentence saying what to lower."""
+    message = None
+    try:
+        yield
+    except AnimateSuiteOutOfMemory:
+        raise
+    except torch.cuda.OutOfMemoryError:
+        message = f"Out of GPU memory while {stage}. {advice} Starting ComfyUI with --lowvram also helps."
+    if message is not None:
+        # Raised after the except block so the failed step's tensors are released first.
+        model_management.soft_empty_cache()
+        raise AnimateSuiteOutOfMemory(message)

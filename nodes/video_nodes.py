@@ -1,0 +1,229 @@
+"""Frames in and out: save GIF/WebP/MP4/PNG with an in-node preview, load videos, VIDEO interop."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import folder_paths
+
+from ..pipelines import images as image_ops
+from ..pipelines import video as video_io
+from ..pipelines.errors import InputError
+from . import comfy_bridge
+
+CATEGORY = "Animate Suite/video"
+FPS_INPUT = ("FLOAT", {"default": 8.0, "min": 0.1, "max": 240.0, "step": 0.1, "tooltip": "Frames per second."})
+
+
+def _unused_path(folder: str, stem: str, counter: int, suffix: str) -> tuple[str, int]:
+    # Two jobs saving with one prefix at once must not overwrite each other.
+    while True:
+        name = f"{stem}_{counter:05d}_{suffix}"
+        if not os.path.exists(os.path.join(folder, name)):
+            return name, counter
+        counter += 1
+
+
+def _metadata(prompt, extra_pnginfo) -> dict[str, str]:
+    from comfy.cli_args import args
+
+    if getattr(args, "disable_metadata", False):
+        return {}
+    metadata = {}
+    if prompt is not None:
+        metadata["prompt"] = json.dumps(prompt)
+    for key, value in (extra_pnginfo or {}).items():
+        metadata[key] = json.dumps(value)
+    return metadata
+
+
+def save_frames(images, fps: float, filename_prefix: str, fmt: str, loop: int, quality: int,
+                prompt=None, extra_pnginfo=None) -> list[dict]:
+    """Write an IMAGE batch to the output folder; returns ComfyUI UI entries for the written files."""
+    if fmt not in video_io.SAVE_FORMATS:
+        raise InputError("format", f"'{fmt}' is unknown", "one of " + ", ".join(video_io.SAVE_FORMATS))
+    if fps <= 0:
+        raise InputError("fps", f"is {fps}", "a positive number")
+    images = image_ops.check_image_batch(images)
+    frames = image_ops.to_uint8(images)
+    height, width = frames.shape[1:3]
+    output_dir = folder_paths.get_output_directory()
+    folder, stem, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, output_dir, width, height)
+    metadata = _metadata(prompt, extra_pnginfo)
+    if fmt == "png":
+        name, _ = _unused_path(folder, stem, counter, "")
+        paths = video_io.write_png_sequence(frames, Path(folder) / name, stem)
+        return [{"filename": p.name, "subfolder": os.path.join(subfolder, name), "type": "output"} for p in paths]
+    name, _ = _unused_path(folder, stem, counter, f".{fmt}")
+    path = Path(folder) / name
+    if fmt == "gif":
+        video_io.write_gif(frames, path, fps, loop)
+    elif fmt == "webp":
+        video_io.write_webp(frames, path, fps, loop, quality)
+    else:
+        video_io.write_video(frames, path, fps, quality, metadata=metadata)
+    return [{"filename": name, "subfolder": subfolder, "type": "output"}]
+
+
+class AnimateSuiteSaveAnimation:
+    DISPLAY_NAME = "Save Animation (Animate Suite)"
+    DESCRIPTION = "Saves frames as GIF, animated WebP, MP4 (H.264) or a PNG sequence in ComfyUI's output folder and previews them."
+    CATEGORY = CATEGORY
+    FUNCTION = "save"
+    RETURN_TYPES = ()
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "The frames to save, in order."}),
+                "fps": FPS_INPUT,
+                "filename_prefix": ("STRING", {"default": "AnimateSuite/anim", "tooltip": "Sub-folder and file name start inside the output folder. %date% style tokens work as in Save Image."}),
+                "format": (list(video_io.SAVE_FORMATS), {"default": "gif", "tooltip": "gif and webp loop in any browser; mp4 is H.264 (yuv420p); png writes one file per frame."}),
+                "loop": ("INT", {"default": 0, "min": 0, "max": 100, "tooltip": "GIF/WebP: how often to play; 0 loops forever."}),
+                "quality": ("INT", {"default": 85, "min": 1, "max": 100, "tooltip": "WebP quality (100 = lossless) and MP4 quality (mapped to x264 CRF 45..5)."}),
+            },
+            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
+        }
+
+    def save(self, images, fps, filename_prefix, format, loop, quality, prompt=None, extra_pnginfo=None):
+        results = save_frames(images, fps, filename_prefix, format, loop, quality, prompt, extra_pnginfo)
+        return {"ui": {"images": results, "animated": (format != "png",)}}
+
+
+def _input_choices() -> list[str]:
+    input_dir = folder_paths.get_input_directory()
+    if not os.path.isdir(input_dir):
+        return []
+    choices = []
+    for name in sorted(os.listdir(input_dir)):
+        path = os.path.join(input_dir, name)
+        suffix = os.path.splitext(name)[1].lower()
+        if os.path.isdir(path) or suffix in video_io.VIDEO_SUFFIXES + video_io.ANIMATED_IMAGE_SUFFIXES:
+            choices.append(name)
+    return choices
+
+
+def input_video_path(name: str) -> Path:
+    """The chosen file or frame folder inside ComfyUI's input folder; nothing outside it."""
+    input_dir = os.path.realpath(folder_paths.get_input_directory())
+    path = os.path.realpath(os.path.join(input_dir, name))
+    if os.path.commonpath((input_dir, path)) != input_dir or path == input_dir:
+        raise InputError("video", f"'{name}' is outside ComfyUI's input folder", "a file or folder inside it")
+    if not os.path.exists(path):
+        raise InputError("video", f"'{name}' does not exist in {input_dir}", "an uploaded video or a frame folder")
+    return Path(path)
+
+
+class AnimateSuiteLoadVideo:
+    DISPLAY_NAME = "Load Video (Animate Suite)"
+    DESCRIPTION = "Loads an MP4/MOV/WebM, an animated GIF/WebP or a folder of frames from the input folder as IMAGE frames and their fps."
+    CATEGORY = CATEGORY
+    FUNCTION = "load"
+    RETURN_TYPES = ("IMAGE", "FLOAT", "INT")
+    RETURN_NAMES = ("images", "fps", "frame_count")
+    OUTPUT_TOOLTIPS = ("The decoded frames.", "Frames per second after the stride.", "How many frames were kept.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "video": comfy_bridge.listing_input(_input_choices(), "A video, animated image or frame folder in ComfyUI's input folder.", video_upload=True),
+                "frame_cap": ("INT", {"default": 0, "min": 0, "max": 100000, "tooltip": "Keep at most this many frames; 0 keeps all."}),
+                "stride": ("INT", {"default": 1, "min": 1, "max": 100, "tooltip": "Keep every n-th frame (the fps is divided by it)."}),
+                "skip_first": ("INT", {"default": 0, "min": 0, "max": 100000, "tooltip": "Frames to drop at the start."}),
+                "width": ("INT", {"default": 0, "min": 0, "max": 8192, "step": 8, "tooltip": "Resize to this width; 0 keeps the source size."}),
+                "height": ("INT", {"default": 0, "min": 0, "max": 8192, "step": 8, "tooltip": "Resize to this height; 0 keeps the source size (or the aspect, if width is set)."}),
+                "resize_mode": (list(image_ops.RESIZE_MODES), {"default": "crop", "tooltip": "crop fills the size, pad letterboxes, stretch ignores the aspect."}),
+                "folder_fps": ("FLOAT", {"default": 8.0, "min": 0.1, "max": 240.0, "step": 0.1, "tooltip": "The fps of a frame folder (files carry none)."}),
+            }
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, video, **kwargs):
+        path = input_video_path(video)
+        return os.path.getmtime(path)
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, video):
+        try:
+            input_video_path(video)
+        except InputError as error:
+            return str(error)
+        return True
+
+    def load(self, video, frame_cap, stride, skip_first, width, height, resize_mode, folder_fps):
+        path = input_video_path(video)
+        resize = _frame_resizer(width, height, resize_mode)
+        options = video_io.DecodeOptions(frame_cap, stride, skip_first, resize)
+        frames, fps = video_io.read_frames(path, options, folder_fps)
+        return (image_ops.from_uint8(frames), fps, int(frames.shape[0]))
+
+
+def _frame_resizer(width: int, height: int, mode: str):
+    if not width and not height:
+        return None
+
+    def resize(frame):
+        h, w = frame.shape[:2]
+        target_w = width or max(1, round(w * height / h))
+        target_h = height or max(1, round(h * width / w))
+        batch = image_ops.from_uint8(frame)
+        return image_ops.to_uint8(image_ops.resize_batch(batch, target_w, target_h, mode))[0]
+
+    return resize
+
+
+class AnimateSuiteFramesToVideo:
+    DISPLAY_NAME = "Frames to VIDEO (Animate Suite)"
+    DESCRIPTION = "Wraps IMAGE frames and fps as ComfyUI's core VIDEO type (for Save Video and other video nodes)."
+    CATEGORY = CATEGORY
+    FUNCTION = "convert"
+    RETURN_TYPES = ("VIDEO",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"images": ("IMAGE", {"tooltip": "The frames."}), "fps": FPS_INPUT}}
+
+    def convert(self, images, fps):
+        from fractions import Fraction
+
+        video_types = _core_video_types()
+        images = image_ops.check_image_batch(images)
+        components = video_types.VideoComponents(images=images, frame_rate=Fraction(fps).limit_denominator(1001))
+        return (video_types.VideoFromComponents(components),)
+
+
+class AnimateSuiteVideoToFrames:
+    DISPLAY_NAME = "VIDEO to Frames (Animate Suite)"
+    DESCRIPTION = "Unpacks ComfyUI's core VIDEO type into IMAGE frames and fps."
+    CATEGORY = CATEGORY
+    FUNCTION = "convert"
+    RETURN_TYPES = ("IMAGE", "FLOAT")
+    RETURN_NAMES = ("images", "fps")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"video": ("VIDEO", {"tooltip": "A core VIDEO, e.g. from Load Video."})}}
+
+    def convert(self, video):
+        components = video.get_components()
+        return (image_ops.check_image_batch(components.images), float(components.frame_rate))
+
+
+def _core_video_types():
+    """ComfyUI's VIDEO classes, present in ComfyUI from mid-2025 on."""
+    import types
+
+    try:
+        from comfy_api.input_impl import VideoFromComponents
+        from comfy_api.util import VideoComponents
+    except ImportError:
+        raise InputError("VIDEO", "this ComfyUI has no core VIDEO type", "ComfyUI 0.3.40 or newer") from None
+    return types.SimpleNamespace(VideoFromComponents=VideoFromComponents, VideoComponents=VideoComponents)
+
+
+NODE_CLASSES = [AnimateSuiteSaveAnimation, AnimateSuiteLoadVideo, AnimateSuiteFramesToVideo, AnimateSuiteVideoToFrames]

@@ -1,0 +1,217 @@
+"""Reading and writing animations: GIF, animated WebP, MP4 (H.264 via PyAV), PNG sequences.
+
+Frames are uint8 numpy arrays ``[N, H, W, 3]`` here; the nodes convert to and from IMAGE tensors.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+
+from .errors import InputError
+
+SAVE_FORMATS = ("gif", "webp", "mp4", "png")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
+ANIMATED_IMAGE_SUFFIXES = (".gif", ".webp", ".png", ".apng")
+FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+# Refuse to decode more than this many bytes of float32 frames at once (the IMAGE batch size).
+MAX_DECODED_BYTES = 16 * 1024**3
+
+
+def quality_to_crf(quality: int) -> int:
+    """1..100 (higher is better) -> x264 CRF 45..5."""
+    return int(round(45 - 0.4 * min(max(quality, 1), 100)))
+
+
+def _even(frames: np.ndarray) -> np.ndarray:
+    # yuv420p needs even sizes; repeat the last row/column instead of cropping content away.
+    _, h, w, _ = frames.shape
+    pad_h, pad_w = h % 2, w % 2
+    if pad_h or pad_w:
+        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    return frames
+
+
+def write_gif(frames: np.ndarray, path: Path, fps: float, loop: int = 0) -> None:
+    from PIL import Image
+
+    images = [Image.fromarray(frame) for frame in frames]
+    duration = max(20, int(round(1000.0 / fps)))  # browsers clamp below 20 ms
+    images[0].save(
+        path, save_all=True, append_images=images[1:], duration=duration, loop=loop, disposal=2, optimize=False
+    )
+
+
+def write_webp(frames: np.ndarray, path: Path, fps: float, loop: int = 0, quality: int = 90) -> None:
+    from PIL import Image
+
+    images = [Image.fromarray(frame) for frame in frames]
+    duration = max(1, int(round(1000.0 / fps)))
+    images[0].save(
+        path,
+        save_all=True,
+        append_images=images[1:],
+        duration=duration,
+        loop=loop,
+        quality=quality,
+        lossless=quality >= 100,
+        method=4,
+    )
+
+
+def write_video(
+    frames: np.ndarray,
+    path: Path,
+    fps: float,
+    quality: int = 70,
+    codec: str = "libx264",
+    metadata: Optional[dict[str, str]] = None,
+) -> None:
+    """H.264 (yuv420p, widely playable) into any container PyAV knows from the suffix (.mp4, .mov)."""
+    import av
+
+    frames = _even(frames)
+    rate = Fraction(fps).limit_denominator(1001)
+    # use_metadata_tags keeps custom keys (prompt, workflow) in MP4/MOV headers.
+    with av.open(str(path), mode="w", options={"movflags": "use_metadata_tags"}) as container:
+        for key, value in (metadata or {}).items():
+            container.metadata[key] = value
+        stream = container.add_stream(codec, rate=rate)
+        stream.width = frames.shape[2]
+        stream.height = frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(quality_to_crf(quality))}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def write_png_sequence(frames: np.ndarray, folder: Path, stem: str) -> list[Path]:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, frame in enumerate(frames):
+        path = folder / f"{stem}_{index:05d}.png"
+        Image.fromarray(frame).save(path, compress_level=4)
+        paths.append(path)
+    return paths
+
+
+@dataclass
+class DecodeOptions:
+    """Which frames to keep and at what size. ``frame_cap`` 0 keeps all."""
+
+    frame_cap: int = 0
+    stride: int = 1
+    skip_first: int = 0
+    resize: Optional[Callable[[np.ndarray], np.ndarray]] = None
+
+    def __post_init__(self):
+        if self.stride < 1:
+            raise InputError("stride", f"is {self.stride}", "1 or more")
+        if self.frame_cap < 0 or self.skip_first < 0:
+            raise InputError("frame_cap/skip_first", "is negative", "0 or more")
+
+    def select(self, frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        kept = 0
+        for index, frame in enumerate(frames):
+            if index < self.skip_first or (index - self.skip_first) % self.stride:
+                continue
+            if self.frame_cap and kept >= self.frame_cap:
+                return
+            kept += 1
+            yield self.resize(frame) if self.resize else frame
+
+
+def _natural_key(name: str):
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def _frames_from_av(path: Path) -> tuple[Iterator[np.ndarray], float]:
+    import av
+
+    container = av.open(str(path))
+    if not container.streams.video:
+        container.close()
+        raise InputError("video", f"'{path.name}' has no video stream", "a video file")
+    stream = container.streams.video[0]
+    fps = float(stream.average_rate or stream.guessed_rate or 0) or 24.0
+
+    def frames():
+        try:
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+        finally:
+            container.close()
+
+    return frames(), fps
+
+
+def _frames_from_pil(path: Path) -> tuple[Iterator[np.ndarray], float]:
+    from PIL import Image, ImageSequence
+
+    from .images import pil_to_uint8
+
+    image = Image.open(path)
+
+    def frames():
+        with image:
+            for frame in ImageSequence.Iterator(image):
+                yield pil_to_uint8(frame)
+
+    first_duration = image.info.get("duration") or 0
+    fps = 1000.0 / first_duration if first_duration else 10.0
+    return frames(), fps
+
+
+def _frames_from_folder(folder: Path, fps: float) -> tuple[Iterator[np.ndarray], float]:
+    from PIL import Image
+
+    from .images import pil_to_uint8
+
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES), key=lambda p: _natural_key(p.name))
+    if not files:
+        raise InputError("video", f"folder '{folder.name}' has no image files", "PNG/JPEG/WebP frames")
+
+    def frames():
+        for file in files:
+            with Image.open(file) as image:
+                yield pil_to_uint8(image)
+
+    return frames(), fps
+
+
+def read_frames(path: Path, options: DecodeOptions, folder_fps: float = 8.0) -> tuple[np.ndarray, float]:
+    """Decode ``path`` (video file, animated image or folder of frames) -> (uint8 ``[N,H,W,3]``, fps).
+
+    The returned fps accounts for the stride.
+    """
+    path = Path(path)
+    if path.is_dir():
+        frames, fps = _frames_from_folder(path, folder_fps)
+    elif path.suffix.lower() in ANIMATED_IMAGE_SUFFIXES:
+        frames, fps = _frames_from_pil(path)
+    elif path.suffix.lower() in VIDEO_SUFFIXES:
+        frames, fps = _frames_from_av(path)
+    else:
+        raise InputError("video", f"'{path.name}' is not a supported video", "MP4/MOV/MKV/WebM, GIF/WebP or a frame folder")
+    kept: list[np.ndarray] = []
+    for frame in options.select(frames):
+        if kept and frame.shape != kept[0].shape:
+            raise InputError("video", f"frame {len(kept)} is {frame.shape[1]}x{frame.shape[0]}, unlike the first",
+                             "frames of one size (set width/height to resize)")
+        kept.append(frame)
+        if len(kept) * frame.nbytes * 4 > MAX_DECODED_BYTES:
+            raise InputError("video", f"decoding '{path.name}' would exceed {MAX_DECODED_BYTES // 1024**3} GB of frames",
+                             "a frame_cap, a stride or a smaller size")
+    if not kept:
+        raise InputError("video", f"no frames left in '{path.name}' after skip/stride/cap", "at least one frame")
+    return np.stack(kept), fps / options.stride

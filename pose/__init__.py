@@ -1,0 +1,1 @@
+"""Pose and face extraction (DWPose, alignment, face masks). Never imports ComfyUI."""

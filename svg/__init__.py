@@ -1,0 +1,1 @@
+"""SVG clipart: parsing, keypoints, mesh, deformation, rasterisation. Never imports ComfyUI."""
