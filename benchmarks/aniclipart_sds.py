@@ -29,7 +29,7 @@ from tiny_models.aniclipart_t2v import build_t2v_folder  # noqa: E402
 from comfyui_animate_suite.pipelines.aniclipart import loading, sds  # noqa: E402
 from comfyui_animate_suite.pipelines.aniclipart.losses import SkeletonLoss  # noqa: E402
 from comfyui_animate_suite.pipelines.aniclipart.text_guided import (  # noqa: E402
-    ADAM_BETAS, ADAM_EPS, PRESETS, MotionObjective, _seeded_trajectory,
+    ADAM_BETAS, ADAM_EPS, PRESETS, MotionObjective, initial_trajectory,
 )
 
 CANVAS = 256
@@ -70,7 +70,7 @@ def time_steps(prior, embeddings, preset: str, steps: int, device):
     """Per-step seconds and the median split into render / augment / VAE encode / UNet / backward+Adam."""
     settings = PRESETS[preset]
     figure = rig(device)
-    trajectory = _seeded_trajectory(figure, settings, 0, device)
+    trajectory = initial_trajectory(figure, settings, 0, device)
     loss_fn = sds.VideoSDS(prior.unet, prior.vae, prior.scheduler, embeddings, settings.sds())
     objective = MotionObjective(figure, trajectory, loss_fn, SkeletonLoss(figure.keypoints, figure.bones), settings, device)
     optimizer = torch.optim.Adam(trajectory.mlp.parameters(), lr=settings.lr, betas=ADAM_BETAS, eps=ADAM_EPS)

@@ -18,7 +18,7 @@ from comfyui_animate_suite.pipelines.aniclipart import loading, sds
 from comfyui_animate_suite.pipelines.aniclipart.losses import SkeletonLoss
 from comfyui_animate_suite.pipelines.aniclipart.models import TrajectoryMLP
 from comfyui_animate_suite.pipelines.aniclipart.text_guided import (
-    ADAM_BETAS, ADAM_EPS, MotionObjective, TextGuidedSettings, _seeded_trajectory,
+    ADAM_BETAS, ADAM_EPS, MotionObjective, TextGuidedSettings, initial_trajectory,
 )
 from comfyui_animate_suite.pipelines.errors import AnimateSuiteError
 from tiny_models.aniclipart_t2v import build_t2v_folder
@@ -40,7 +40,7 @@ def embeddings(prior):
 
 def _objective(prior, embeddings, settings, seed=0):
     rig = small_figure()
-    trajectory = _seeded_trajectory(rig, settings, seed, torch.device("cpu"))
+    trajectory = initial_trajectory(rig, settings, seed, torch.device("cpu"))
     loss_fn = sds.VideoSDS(prior.unet, prior.vae, prior.scheduler, embeddings, settings.sds())
     return MotionObjective(rig, trajectory, loss_fn, SkeletonLoss(rig.keypoints, rig.bones), settings, torch.device("cpu"))
 

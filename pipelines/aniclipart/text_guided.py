@@ -219,12 +219,15 @@ def preview_strip(frames: torch.Tensor):
     return Image.fromarray(to_uint8(strip.unsqueeze(0).cpu())[0])
 
 
-def _seeded_trajectory(rig, settings: TextGuidedSettings, seed: int, device) -> TrajectoryMLP:
+def initial_trajectory(rig, settings: TextGuidedSettings, seed: int, device) -> TrajectoryMLP:
+    """Nearly still Béziers (``bezier_radius``) from the keypoints and a freshly initialised MLP, both from ``seed``."""
     keypoints = torch.as_tensor(rig.keypoints, dtype=torch.float64).cpu()
     draws = bezier.draw_uniforms(seed, keypoints.shape[0] * bezier.DRAWS_PER_KEYPOINT)
     initial = bezier.initial_controls(keypoints, settings.bezier_radius, rig.width, rig.height, draws)
-    torch.manual_seed(seed)  # MLP initialisation; the caller forked the RNG
-    return TrajectoryMLP(initial, settings.inter_dim, settings.normalize_input, settings.fix_start_points).to(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        trajectory = TrajectoryMLP(initial, settings.inter_dim, settings.normalize_input, settings.fix_start_points)
+    return trajectory.to(device)
 
 
 def _result(objective: MotionObjective, losses, settings, prompt, seed) -> TextGuidedResult:
@@ -251,7 +254,8 @@ def animate_from_text(rig: ClipartRig, prior, prompt: str, settings: TextGuidedS
     devices = [ctx.device] if ctx.device.type == "cuda" else []
     with torch.inference_mode(False), torch.enable_grad(), torch.random.fork_rng(devices=devices):
         embeddings = encode_prompt(prior, prompt, ctx)
-        trajectory = _seeded_trajectory(rig, settings, seed, ctx.device)
+        trajectory = initial_trajectory(rig, settings, seed, ctx.device)
+        torch.manual_seed(seed)  # the MLP's dropout; the global generators are forked above
         objective = MotionObjective(rig, trajectory, VideoSDS(prior.unet, prior.vae, prior.scheduler, embeddings, settings.sds()),
                                     SkeletonLoss(rig.keypoints, rig.bones), settings, ctx.device)
         optimizer = torch.optim.Adam(trajectory.mlp.parameters(), lr=settings.lr, betas=ADAM_BETAS, eps=ADAM_EPS)
