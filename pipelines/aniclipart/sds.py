@@ -48,9 +48,10 @@ def draw_noise(latent_shape, bounds: tuple[int, int], generator: torch.Generator
     return SDSNoise(timestep, noise, posterior_noise)
 
 
-def embed_token_ids(text_encoder, uncond_ids: torch.Tensor, cond_ids: torch.Tensor) -> torch.Tensor:
-    """Text embeddings [2, L, D]: the empty prompt first, then the caption."""
-    device = next(text_encoder.parameters()).device
+def embed_token_ids(text_encoder, uncond_ids: torch.Tensor, cond_ids: torch.Tensor,
+                    device: torch.device | None = None) -> torch.Tensor:
+    """Text embeddings [2, L, D]: the empty prompt first, then the caption (computed on ``device``)."""
+    device = device or next(text_encoder.parameters()).device
     with torch.no_grad():
         uncond = text_encoder(uncond_ids.to(device))[0]
         cond = text_encoder(cond_ids.to(device))[0]

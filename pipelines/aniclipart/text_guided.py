@@ -33,11 +33,16 @@ PREVIEW_POSES = 6
 class ClipartRig(Protocol):
     """What the optimisation needs from the SVG side (``svg/``): the artwork, rigged and renderable.
 
+    ``width`` x ``height`` is the working canvas (256 x 256 as AniClipart; sides multiples of 8).
     ``keypoints`` [K, 2] are the rest positions in canvas pixels (the first frame of every trajectory),
-    ``bones`` [B, 2] 0-based keypoint index pairs (B may be 0). ``render`` takes keypoint positions
-    [P, K, 2] (float64) and returns the deformed artwork [P, H, W, 3], values 0..1 composited on white,
-    differentiable w.r.t. the positions. It may compute on any device; the result is moved to the
-    run's device. Called outside ``torch.inference_mode``; its tensors must not be inference tensors.
+    ``bones`` [B, 2] 0-based keypoint index pairs (the skeleton file; B may be 0).
+    ``render(poses)`` takes keypoint positions [P, K, 2] (float64, on the run's device) and returns the
+    deformed artwork [P, H, W, 3], values 0..1 composited on white, differentiable w.r.t. ``poses``:
+    ARAP of the mesh with the keypoints as soft handles (weight 3000; layered per layer file), the
+    bound path points warped, then rasterised. ``render(keypoints[None])`` is the input artwork. It may
+    compute on any device (the result is moved to the run's device). It is called outside
+    ``torch.inference_mode``, so its tensors must not be inference tensors (ComfyUI runs nodes under
+    inference mode: create or clone them outside it).
     """
 
     width: int
@@ -52,7 +57,7 @@ class ClipartRig(Protocol):
 class TextGuidedSettings:
     """AniClipart's script defaults (``scripts/run_aniclipart.sh``)."""
 
-    iterations: int = 500
+    iterations: int = 500  # Adam steps (AniClipart's loop runs num_iter + 1; the extra one is immaterial)
     num_frames: int = 24
     loop_num: int = 2
     guidance_scale: float = 50.0
@@ -154,7 +159,7 @@ def encode_prompt(prior, prompt: str, ctx: RunContext) -> torch.Tensor:
         raise InputError("prompt", "is empty", "a caption describing the motion, e.g. 'A man is dancing.'")
     ctx.stage(prior.text_encoder)
     uncond, cond = tokenize_prompt(prior.tokenizer, prompt)
-    return embed_token_ids(prior.text_encoder, uncond, cond)
+    return embed_token_ids(prior.text_encoder, uncond, cond, ctx.device)
 
 
 def ensure_autograd_usable(module: torch.nn.Module) -> None:
