@@ -20,6 +20,7 @@ from ..errors import InputError
 from ..images import to_uint8
 from . import bezier
 from .augment import FrameAugmentation
+from .loading import T2VPrior
 from .losses import SkeletonLoss
 from .models import TrajectoryMLP
 from .sds import SDSSettings, VideoSDS, draw_noise, embed_token_ids, tokenize_prompt
@@ -153,7 +154,7 @@ def check_settings(settings: TextGuidedSettings) -> None:
                          f"at least {2 * max(2 * settings.loop_num, 1)} frames")
 
 
-def encode_prompt(prior, prompt: str, ctx: RunContext) -> torch.Tensor:
+def encode_prompt(prior: T2VPrior, prompt: str, ctx: RunContext) -> torch.Tensor:
     """Text embeddings [uncond, cond]; the text encoder is staged for this only."""
     if not prompt.strip():
         raise InputError("prompt", "is empty", "a caption describing the motion, e.g. 'A man is dancing.'")
@@ -250,7 +251,7 @@ def _result(objective: MotionObjective, losses, settings, prompt, seed) -> TextG
     )
 
 
-def animate_from_text(rig: ClipartRig, prior, prompt: str, settings: TextGuidedSettings = PRESETS["aniclipart"],
+def animate_from_text(rig: ClipartRig, prior: T2VPrior, prompt: str, settings: TextGuidedSettings = PRESETS["aniclipart"],
                       seed: int = 0, ctx: RunContext | None = None) -> TextGuidedResult:
     """Optimise the keypoint trajectories of ``rig`` so the clip matches ``prompt`` under ``prior``."""
     ctx = ctx or RunContext()
