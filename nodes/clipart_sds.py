@@ -1,0 +1,95 @@
+"""Text-guided clipart animation: the ModelScope text-to-video prior and the AniClipart SDS optimisation.
+
+The clipart input is the rigged artwork made by the SVG nodes: any object with the
+``pipelines.aniclipart.text_guided.ClipartRig`` interface (``width``, ``height``, ``keypoints``,
+``bones``, ``render(poses)``).
+"""
+
+from __future__ import annotations
+
+from ..pipelines.aniclipart.text_guided import PRESETS
+from . import comfy_bridge
+
+CATEGORY = "Animate Suite/AniClipart"
+PRIOR_TYPE = "ANIMATESUITE_T2V_PRIOR"
+CLIPART_TYPE = "ANIMATESUITE_CLIPART"
+MOTION_TYPE = "ANIMATESUITE_CLIPART_MOTION"
+MODEL_URL = "https://huggingface.co/ali-vilab/text-to-video-ms-1.7b"
+
+
+class T2VPriorModel:
+    """The loaded prior: the modules (``prior``), one ModelPatcher each, and the compute dtype."""
+
+    def __init__(self, prior, patchers, dtype):
+        self.prior, self.patchers, self.dtype = prior, patchers, dtype
+
+
+class AnimateSuiteLoadT2VPrior:
+    DISPLAY_NAME = "Load Text-to-Video Prior (Animate Suite)"
+    DESCRIPTION = ("Loads ModelScope text-to-video (text-to-video-ms-1.7b) from a diffusers folder in models/diffusers, "
+                   "the video prior that guides text-driven clipart animation. Nothing is downloaded.")
+    CATEGORY = CATEGORY
+    FUNCTION = "load"
+    RETURN_TYPES = (PRIOR_TYPE,)
+    RETURN_NAMES = ("prior",)
+    OUTPUT_TOOLTIPS = ("UNet3D, VAE, CLIP text encoder and noise schedule, each managed by ComfyUI.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": comfy_bridge.listing_input(
+                    comfy_bridge.folder_choices(["diffusers"]),
+                    f"The text-to-video-ms-1.7b diffusers folder inside models/diffusers ({MODEL_URL}).",
+                ),
+                "precision": (list(comfy_bridge.PRECISIONS), {"default": "auto", "tooltip": "auto: fp16/bf16 on a GPU, fp32 on CPU."}),
+            }
+        }
+
+    def load(self, model, precision):
+        from ..pipelines.aniclipart.loading import load_t2v_prior
+
+        dtype = comfy_bridge.pick_dtype(precision)
+        prior = load_t2v_prior(comfy_bridge.model_folder_path(model, "model"), dtype)
+        patchers = [comfy_bridge.make_patcher(module) for module in (prior.unet, prior.vae, prior.text_encoder)]
+        return (T2VPriorModel(prior, patchers, dtype),)
+
+
+class AnimateSuiteClipartTextAnimate:
+    DISPLAY_NAME = "Animate Clipart from Text (Animate Suite)"
+    DESCRIPTION = ("AniClipart: optimises every keypoint's looping Bézier trajectory so the animated clipart matches the "
+                   "prompt under the text-to-video prior (score distillation), keeping bone lengths. Slow: minutes on a GPU.")
+    CATEGORY = CATEGORY
+    FUNCTION = "animate"
+    RETURN_TYPES = ("IMAGE", MOTION_TYPE)
+    RETURN_NAMES = ("frames", "motion")
+    OUTPUT_TOOLTIPS = ("The looping clip at the canvas size.", "The optimised trajectories, to render again or export.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "clipart": (CLIPART_TYPE, {"tooltip": "The rigged clipart (keypoints, skeleton, mesh) from the SVG nodes."}),
+                "prior": (PRIOR_TYPE, {"tooltip": "The text-to-video prior from Load Text-to-Video Prior."}),
+                "prompt": ("STRING", {"multiline": True, "default": "A man is dancing, waving his arms.",
+                                      "tooltip": "What the clipart does, in English."}),
+                "preset": (sorted(PRESETS), {"default": "aniclipart",
+                                             "tooltip": "aniclipart: the paper's 500 steps and 24 frames; fast: 150 steps, 16 frames."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF, "tooltip": "Seed of the initial trajectories and of the noise."}),
+                "iterations": ("INT", {"default": 0, "min": 0, "max": 5000, "tooltip": "Optimisation steps; 0 uses the preset's."}),
+                "guidance_scale": ("FLOAT", {"default": 50.0, "min": 1.0, "max": 200.0, "step": 0.5,
+                                             "tooltip": "How strongly the prompt pulls (AniClipart uses 50)."}),
+            }
+        }
+
+    def animate(self, clipart, prior, prompt, preset, seed, iterations, guidance_scale):
+        from ..pipelines.aniclipart.text_guided import animate_from_text, settings_for
+
+        settings = settings_for(preset, iterations=iterations or None, guidance_scale=guidance_scale)
+        ctx = comfy_bridge.run_context(prior.patchers, prior.dtype)
+        with comfy_bridge.out_of_memory_advice("animating the clipart from text", "Use the fast preset or precision fp16."):
+            result = animate_from_text(clipart, prior.prior, prompt, settings, seed, ctx)
+        return (comfy_bridge.to_intermediate(result.frames), result)
+
+
+NODE_CLASSES = [AnimateSuiteLoadT2VPrior, AnimateSuiteClipartTextAnimate]
