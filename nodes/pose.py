@@ -187,6 +187,8 @@ class AnimateSuiteDWPoseEstimator:
         in_h, in_w = frames.shape[1:3]
         poses = [f if (f.width, f.height) == (in_w, in_h) else f.rescaled(in_w, in_h) for f in extraction.frames]
         pose_keypoint = openpose_json.to_pose_keypoint(poses, render.Parts(body, hands, face))
+        if width or height:  # a missing side follows the input frames' aspect
+            width, height = render.output_size(in_w, in_h, width, height)
         return (_render_batch(extraction.frames, convention, width, height, body, hands, face), pose_keypoint)
 
 

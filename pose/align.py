@@ -44,8 +44,8 @@ class GlobalFit:
     by: float
     joints: list[int]
     frames_used: list[int]
-    fit_x: np.ndarray
-    fit_y: np.ndarray
+    driving_y: np.ndarray  # the data np.polyfit fits: driving y of every joint used ...
+    reference_y: np.ndarray  # ... against the reference's y, repeated per frame
 
     def apply(self, normalized: np.ndarray) -> np.ndarray:
         return normalized * np.array([self.ax, self.ay]) + np.array([self.bx, self.by])
@@ -64,13 +64,13 @@ def fit_to_reference(reference: FramePose, frames: list[FramePose]) -> tuple[lis
     if not used:
         raise InputError("driving_pose", "has no frame with exactly one person", "at least one single-person frame")
     detected = np.stack([frames[i].normalized()[0, BODY] for i in used])[:, joints]
-    fit_y = detected[:, :, 1].flatten()
-    ay, by = np.polyfit(fit_y, np.tile(ref_body[:, 1], len(detected)), 1)
+    driving_y = detected[:, :, 1].flatten()
+    reference_y = np.tile(ref_body[:, 1], len(detected))
+    ay, by = np.polyfit(driving_y, reference_y, 1)
     ref_h, ref_w = reference.height, reference.width
-    ax = ay / (ref_h / ref_w / ref_h * ref_w)
-    fit_x = detected[:, :, 0].flatten()
-    bx = np.mean(np.tile(ref_body[:, 0], len(detected)) - fit_x * ax)
-    fit = GlobalFit(float(ax), float(ay), float(bx), float(by), joints, used, fit_x, fit_y)
+    ax = ay / (ref_h / ref_w / ref_h * ref_w)  # StableAnimator's expression: equal to ay up to rounding
+    bx = np.mean(np.tile(ref_body[:, 0], len(detected)) - detected[:, :, 0].flatten() * ax)
+    fit = GlobalFit(float(ax), float(ay), float(bx), float(by), joints, used, driving_y, reference_y)
     return [fit.apply(frame.normalized()) for frame in frames], fit
 
 

@@ -69,42 +69,39 @@ def _clip_line(width: int, height: int, x1: int, y1: int, x2: int, y2: int):
     return x1, y1, x2, y2
 
 
-def _line_pixels(width: int, height: int, p0, p1) -> tuple[np.ndarray, np.ndarray]:
+def _line_pixels(width: int, height: int, p0, p1) -> tuple[list[int], list[int]]:
     """Pixels of an 8-connected ``cv::Line`` between integer points, clipped to the canvas."""
     x1, y1 = int(p0[0]), int(p0[1])
     x2, y2 = int(p1[0]), int(p1[1])
     if not (0 <= x1 < width and 0 <= x2 < width and 0 <= y1 < height and 0 <= y2 < height):
         clipped = _clip_line(width, height, x1, y1, x2, y2)
         if clipped is None:
-            return np.empty(0, np.int64), np.empty(0, np.int64)
+            return [], []
         x1, y1, x2, y2 = clipped
     dx, dy = x2 - x1, y2 - y1
     if dx < 0:  # always walk left to right
         dx, dy = -dx, -dy
-        x1, y1, x2, y2 = x2, y2, x1, y1
-    step_x, step_y = 1, 1
+        x1, y1 = x2, y2
+    step_y = 1
     if dy < 0:
         dy, step_y = -dy, -1
     steep = dy > dx
     major, minor = (dy, dx) if steep else (dx, dy)
-    count = major + 1
-    # Bresenham's error walk; the minor coordinate advances where the running error is negative.
-    t = np.arange(count, dtype=np.int64)
-    minor_moves = np.zeros(count, np.int64)
-    if count > 1 and minor:
-        err = major - 2 * minor
-        moves = np.empty(count - 1, np.int64)
-        for k in range(count - 1):
-            moved = err < 0
-            moves[k] = moved
-            err += -2 * minor + (2 * major if moved else 0)
-        minor_moves[1:] = np.cumsum(moves)
-    if steep:
-        xs = x1 + step_x * minor_moves
-        ys = y1 + step_y * t
-    else:
-        xs = x1 + step_x * t
-        ys = y1 + step_y * minor_moves
+    # Bresenham's error walk: the minor coordinate advances after a step with a negative error.
+    xs, ys = [x1], [y1]
+    err = major - 2 * minor
+    x, y = x1, y1
+    for _ in range(major):
+        moved = err < 0
+        err += 2 * major - 2 * minor if moved else -2 * minor
+        if steep:
+            y += step_y
+            x += moved
+        else:
+            x += 1
+            y += step_y if moved else 0
+        xs.append(x)
+        ys.append(y)
     return xs, ys
 
 
@@ -159,6 +156,18 @@ def _hline(canvas: np.ndarray, y: int, x_left: int, x_right: int, color: np.ndar
     canvas[y, x_left: x_right + 1] = color
 
 
+def _fill_spans(canvas: np.ndarray, spans: list[tuple[int, int, int]], color: np.ndarray) -> None:
+    """Fill many ``(y, x_left, x_right)`` runs (inclusive) at once."""
+    if not spans:
+        return
+    rows, lefts, rights = np.array(spans, np.int64).T
+    lengths = np.maximum(rights - lefts + 1, 0)
+    ys = np.repeat(rows, lengths)
+    starts = np.repeat(lefts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    xs = starts + np.arange(len(ys))
+    canvas[ys, xs] = color
+
+
 # ----------------------------------------------------------------------------- polygons
 
 
@@ -173,6 +182,8 @@ def fill_convex_poly(canvas: np.ndarray, points, color, shift: int = 0) -> None:
     xmin = xmax = pts[0][0]
     ymin = ymax = pts[0][1]
     imin = 0
+    outline_x: list[int] = []
+    outline_y: list[int] = []
     for i, (x, y) in enumerate(pts):
         if y < ymin:
             ymin, imin = y, i
@@ -183,8 +194,10 @@ def fill_convex_poly(canvas: np.ndarray, points, color, shift: int = 0) -> None:
                                   (cur[0] >> XY_SHIFT, cur[1] >> XY_SHIFT))
         else:
             xs, ys = _line_fixed_pixels(width, height, prev, cur)
-        _put_pixels(canvas, xs, ys, color)
+        outline_x += xs
+        outline_y += ys
         prev = cur
+    _put_pixels(canvas, outline_x, outline_y, color)
     xmin, xmax = (xmin + delta) >> shift, (xmax + delta) >> shift
     ymin, ymax = (ymin + delta) >> shift, (ymax + delta) >> shift
     if npts < 3 or xmax < 0 or ymax < 0 or xmin >= width or ymin >= height:
@@ -193,6 +206,7 @@ def fill_convex_poly(canvas: np.ndarray, points, color, shift: int = 0) -> None:
     edge_idx, edge_di, edge_x, edge_dx, edge_ye = [imin, imin], [1, npts - 1], [-XY_ONE, -XY_ONE], [0, 0], [ymin, ymin]
     edges = npts
     y = ymin
+    spans: list[tuple[int, int, int]] = []
     while True:
         for i in range(2):
             if y >= edge_ye[i]:
@@ -220,12 +234,13 @@ def fill_convex_poly(canvas: np.ndarray, points, color, shift: int = 0) -> None:
             x1 = (edge_x[left] + _HALF) >> XY_SHIFT
             x2 = (edge_x[right] + _HALF) >> XY_SHIFT
             if x2 >= 0 and x1 < width:
-                _hline(canvas, y, max(x1, 0), min(x2, width - 1), color)
+                spans.append((y, max(x1, 0), min(x2, width - 1)))
         edge_x[0] += edge_dx[0]
         edge_x[1] += edge_dx[1]
         y += 1
         if y > ymax:
             break
+    _fill_spans(canvas, spans, color)
 
 
 def ellipse_polygon(center, axes, angle: int, arc_start: int = 0, arc_end: int = 360, delta: int = 1) -> np.ndarray:

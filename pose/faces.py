@@ -71,11 +71,15 @@ def find_pack_models(folder: str | os.PathLike) -> tuple[Path, Path | None]:
             continue
         inputs, outputs = probe.get_inputs(), probe.get_outputs()
         shape = inputs[0].shape
-        if len(outputs) in SCRFD_LAYOUTS and detection is None:
-            detection = path
-        elif (len(inputs) == 1 and len(outputs) == 1 and len(shape) == 4 and shape[2] == shape[3]
-              and isinstance(shape[2], int) and shape[2] >= 112 and shape[2] % 16 == 0 and recognition is None):
-            recognition = path
+        side = shape[2] if len(shape) == 4 and shape[2] == shape[3] and isinstance(shape[2], int) else None
+        # insightface's model router, in its order: detector, then landmark (192) and attribute (96)
+        # models, which we skip, then the recognizer.
+        if len(outputs) in SCRFD_LAYOUTS:
+            detection = detection or path
+        elif side in (192, 96):
+            continue
+        elif len(inputs) == 1 and len(outputs) == 1 and side and side >= 112 and side % 16 == 0:
+            recognition = recognition or path
     if detection is None:
         raise CheckpointError(f"'{folder}' has no SCRFD face detector (e.g. det_10g.onnx or scrfd_10g_bnkps.onnx). "
                               f"Get a complete pack from {SOURCE}.")

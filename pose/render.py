@@ -54,6 +54,8 @@ def hsv_to_rgb(h: float, s: float = 1.0, v: float = 1.0) -> np.ndarray:
     return np.array([(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i % 6])
 
 
+# ``(canvas * 0.6).astype(np.uint8)`` of the references, as a lookup table (same values, no float copy).
+DIM_60 = (np.arange(256) * 0.6).astype(np.uint8)
 HAND_EDGE_COLORS = [hsv_to_rgb(index / float(len(HAND_EDGES))) for index in range(len(HAND_EDGES))]
 
 
@@ -63,21 +65,22 @@ def render(pose: FramePose, convention: str, width: int = 0, height: int = 0, pa
     if convention == "animateanyone":
         image = render_animateanyone(pose, parts, resolution or ANIMATEANYONE_RESOLUTION)
     elif convention == "stableanimator":
-        out_w, out_h = _output_size(pose.width, pose.height, width, height)
+        out_w, out_h = output_size(pose.width, pose.height, width, height)
         return render_stableanimator(pose.normalized(), pose.scores, out_w, out_h, parts)
     elif convention == "controlnet_aux":
         image = render_controlnet_aux(pose, parts, resolution or CONTROLNET_AUX_RESOLUTION)
     else:
         raise ValueError(f"convention must be one of {CONVENTIONS}, not {convention!r}")
     if width or height:
-        out_w, out_h = _output_size(image.shape[1], image.shape[0], width, height)
+        out_w, out_h = output_size(pose.width, pose.height, width, height)
         if (out_w, out_h) != (image.shape[1], image.shape[0]):
             shrink = out_w * out_h < image.shape[0] * image.shape[1]
             image = resize.resize(image, out_w, out_h, "area" if shrink else "linear")
     return image
 
 
-def _output_size(width: int, height: int, want_w: int, want_h: int) -> tuple[int, int]:
+def output_size(width: int, height: int, want_w: int, want_h: int) -> tuple[int, int]:
+    """The requested size; a missing side follows the ``width`` x ``height`` aspect; neither: unchanged."""
     if want_w and want_h:
         return want_w, want_h
     if want_w:
@@ -138,7 +141,7 @@ def render_animateanyone(pose: FramePose, parts: Parts = Parts(), resolution: in
             x = np.array([body[a - 1, 0], body[b - 1, 0]]) * W
             y = np.array([body[a - 1, 1], body[b - 1, 1]]) * H
             drawing.fill_convex_poly(canvas, _limb_polygon(x, y, STICK_WIDTH), color)
-        canvas = (canvas * 0.6).astype(np.uint8)
+        canvas = DIM_60[canvas]
         for joint, color in enumerate(BODY_COLORS):
             if subset[joint] == -1:
                 continue
@@ -181,7 +184,7 @@ def render_stableanimator(normalized: np.ndarray, scores: np.ndarray, width: int
                 y = body[index.astype(int), 1] * H
                 polygon = _limb_polygon(x, y, STICK_WIDTH)
                 drawing.fill_convex_poly(canvas, polygon, [int(c * (conf[0] * conf[1])) for c in color])
-        canvas = (canvas * 0.6).astype(np.uint8)
+        canvas = DIM_60[canvas]
         for joint, color in enumerate(BODY_COLORS):
             for n in range(people):
                 index = int(subset[n][joint])

@@ -153,23 +153,35 @@ def _lanczos4_coefficients(x: np.float32) -> np.ndarray:
 # ----------------------------------------------------------------------------- passes
 
 
-def _horizontal_fixed(batch, y_index, x_index, x_coef) -> np.ndarray:
-    """Integer horizontal pass over only the source rows the vertical pass reads: ``[N, R, w, C]``."""
+def _horizontal_fixed(batch, y_index, x_index, x_coef) -> tuple[np.ndarray, np.ndarray]:
+    """Integer horizontal pass over only the source rows the vertical pass reads: ``[N, R, w, C]`` int32,
+    and each output row's position among those rows."""
     rows_needed = np.unique(y_index)
-    src = batch[:, rows_needed].astype(np.int32)
-    out = np.zeros(src.shape[:2] + (x_index.shape[0], src.shape[3]), np.int32)
+    src = batch[:, rows_needed]
+    out = None
     for tap in range(x_index.shape[1]):
-        out += src[:, :, x_index[:, tap]] * x_coef[None, None, :, tap, None].astype(np.int32)
-    remap = np.searchsorted(rows_needed, y_index)
-    return out, remap
+        term = np.take(src, x_index[:, tap], axis=2).astype(np.int32)
+        term *= x_coef[None, None, :, tap, None].astype(np.int32)
+        if out is None:
+            out = term
+        else:
+            out += term
+    return out, np.searchsorted(rows_needed, y_index)
 
 
 def _vertical_linear_simd(rows_and_index, y_coef) -> np.ndarray:
     rows, remap = rows_and_index
-    shifted = rows >> 4
-    top = (shifted[:, remap[:, 0]] * y_coef[None, :, 0, None, None]) >> 16
-    bottom = (shifted[:, remap[:, 1]] * y_coef[None, :, 1, None, None]) >> 16
-    return np.clip((top + bottom + 2) >> 2, 0, 255).astype(np.uint8)
+    rows >>= 4
+    top = np.take(rows, remap[:, 0], axis=1)
+    top *= y_coef[None, :, 0, None, None].astype(np.int32)
+    top >>= 16
+    bottom = np.take(rows, remap[:, 1], axis=1)
+    bottom *= y_coef[None, :, 1, None, None].astype(np.int32)
+    bottom >>= 16
+    top += bottom
+    top += 2
+    top >>= 2
+    return top.astype(np.uint8)  # never outside 0..255: the weights sum to 2048
 
 
 def _vertical_fixed(rows_and_index, y_coef) -> np.ndarray:

@@ -30,7 +30,7 @@ DEVICES = ("auto", "cpu")
 MAX_CACHED_SESSIONS = 8
 DEFAULT_MAX_BATCH = 32
 
-_cache: "OrderedDict[tuple, object]" = OrderedDict()
+_cache: "OrderedDict[tuple, object]" = OrderedDict()  # file key -> InferenceSession
 _cache_lock = threading.Lock()
 
 
@@ -125,7 +125,7 @@ def load(path: str | os.PathLike, what: str, device: str = "auto", source: str =
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
-            return _cache[key]
+            return OnnxModel(path, _cache[key], what)
     ort = onnxruntime_module()
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -140,7 +140,7 @@ def load(path: str | os.PathLike, what: str, device: str = "auto", source: str =
     model = OnnxModel(path, session, what)
     log.info("%s: %s on %s", what, path.name, ", ".join(model.providers))
     with _cache_lock:
-        _cache[key] = model
+        _cache[key] = session
         while len(_cache) > MAX_CACHED_SESSIONS:
             _cache.popitem(last=False)
     return model

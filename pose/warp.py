@@ -84,21 +84,26 @@ def warp_affine(image: np.ndarray, matrix: np.ndarray, width: int, height: int) 
     iy = np.floor(sy)
     ax = (sx - ix).astype(np.float64)[..., None]
     ay = (sy - iy).astype(np.float64)[..., None]
-    ix = ix.astype(np.int64)
-    iy = iy.astype(np.int64)
-
-    padded = np.zeros((src_h + 2, src_w + 2, channels), np.float64)
+    # A one-pixel zero border: taps outside the image, however far, are clipped onto it and read 0.
+    padded = np.zeros((src_h + 2, src_w + 2, channels), np.uint8)
     padded[1:-1, 1:-1] = image
-
-    def tap(dy: int, dx: int) -> np.ndarray:
-        y, x = iy + dy, ix + dx
-        inside = (y >= -1) & (y <= src_h) & (x >= -1) & (x <= src_w)
-        values = padded[np.clip(y + 1, 0, src_h + 1), np.clip(x + 1, 0, src_w + 1)]
-        return np.where(inside[..., None], values, 0.0)
-
-    p00, p01, p10, p11 = tap(0, 0), tap(0, 1), tap(1, 0), tap(1, 1)
+    col = np.clip(ix.astype(np.int64) + 1, 0, src_w + 1)
+    row = np.clip(iy.astype(np.int64) + 1, 0, src_h + 1)
+    col_right = np.minimum(col + (ix >= -1), src_w + 1)
+    row_below = np.minimum(row + (iy >= -1), src_h + 1)
+    if inverse[0, 1] == 0 and inverse[1, 0] == 0:
+        # Axis-aligned (every DWPose crop): columns depend on x only, rows on y only.
+        upper, lower = padded[row[:, 0]], padded[row_below[:, 0]]
+        p00, p01 = upper[:, col[0]], upper[:, col_right[0]]
+        p10, p11 = lower[:, col[0]], lower[:, col_right[0]]
+    else:
+        flat = padded.reshape(-1, channels)
+        stride = src_w + 2
+        p00, p01 = flat[row * stride + col], flat[row * stride + col_right]
+        p10, p11 = flat[row_below * stride + col], flat[row_below * stride + col_right]
+    p00, p01, p10, p11 = (p.astype(np.float64) for p in (p00, p01, p10, p11))
     top = (ax * (p01 - p00) + p00).astype(F32).astype(np.float64)
     bottom = (ax * (p11 - p10) + p10).astype(F32).astype(np.float64)
     span = (bottom - top).astype(F32).astype(np.float64)
     value = (ay * span + top).astype(F32)
-    return np.clip(np.rint(value), 0, 255).astype(np.uint8)
+    return np.rint(value).clip(0, 255).astype(np.uint8)

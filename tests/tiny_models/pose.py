@@ -33,7 +33,7 @@ _rng = np.random.default_rng(1234)
 U = _rng.uniform(0.1, 0.9, NUM_KEYPOINTS).astype(np.float32)
 V = _rng.uniform(0.1, 0.9, NUM_KEYPOINTS).astype(np.float32)
 CONF = _rng.uniform(0.55, 0.95, NUM_KEYPOINTS).astype(np.float32)
-CONF[[3, 4]] = 0.2  # COCO eyes: below the 0.3 every reference uses to hide a point
+CONF[[3, 4]] = 0.2  # COCO ears: below the 0.3 every reference uses to hide a point
 CONF[100] = -0.5  # a left-hand point with a negative score: its location becomes -1 before mapping
 LEFT_OBJ, RIGHT_OBJ = 0.9, 0.8
 STRIDES = (8, 16, 32)
@@ -169,3 +169,95 @@ def draw_person(frame: np.ndarray, x1: int, y1: int, x2: int, y2: int, color=(25
 def expected_keypoints(x1: float, y1: float, x2: float, y2: float) -> np.ndarray:
     """The 133 raw keypoints the tiny pose graph puts on a person filling ``x1..x2, y1..y2``."""
     return np.stack([x1 + U.astype(np.float64) * (x2 - x1), y1 + V.astype(np.float64) * (y2 - y1)], axis=1)
+
+
+# ----------------------------------------------------------------------------- insightface packs
+
+FACE_SCORES = (0.85, 0.75)  # left / right half of the 640x640 detector input
+FACE_POINTS = np.array([[0.3, 0.4], [0.7, 0.4], [0.5, 0.55], [0.35, 0.75], [0.65, 0.75]], np.float32)
+EMBED_WEIGHTS = np.random.default_rng(99).normal(0, 1, (147, 512)).astype(np.float32)
+
+
+def build_scrfd(path: Path) -> Path:
+    """``det_10g.onnx`` stand-in: input ``input.1`` [1,3,?,?] as ``(x - 127.5) / 128``; 9 outputs (scores,
+    distance boxes, 5 keypoints for strides 8/16/32, 2 anchors per cell, no batch axis). Pixels whose
+    channel 0 exceeds 200 are "face": each half of the 640x640 input gives the extent of its face
+    pixels as the box, with the ``FACE_POINTS`` template inside it, score 0.85 (left) / 0.75 (right)."""
+    g = _Graph()
+    channel0 = g.op("Slice", "input.1", g.const([0], np.int64), g.const([1], np.int64), g.const([1], np.int64))
+    pixels = g.op("Add", g.op("Mul", channel0, g.const(128.0)), g.const(127.5))
+    mask = g.op("Cast", g.op("Greater", pixels, g.const(THRESHOLD)), to=TensorProto.FLOAT)
+    halves = [g.extent(mask, 640, 640, g.const((np.arange(640) < 320).astype(np.float32))),
+              g.extent(mask, 640, 640, g.const((np.arange(640) >= 320).astype(np.float32)))]
+    scores, boxes, points = [], [], []
+    for stride in STRIDES:
+        cells = 640 // stride
+        yv, xv = np.meshgrid(np.arange(cells), np.arange(cells), indexing="ij")
+        cx = np.repeat((xv.ravel() * stride).astype(np.float32), 2)[:, None]
+        cy = np.repeat((yv.ravel() * stride).astype(np.float32), 2)[:, None]
+        left = g.const((cx < 320).astype(np.float32))
+        right = g.const((cx >= 320).astype(np.float32))
+
+        def pick(a: str, b: str) -> str:  # [1,1] values per half -> [K,1]
+            return g.op("Add", g.op("Mul", a, left), g.op("Mul", b, right))
+
+        x1, y1, x2, y2, has = (pick(a, b) for a, b in zip(*halves))
+        score = g.op("Mul", has, pick(g.const([[FACE_SCORES[0]]]), g.const([[FACE_SCORES[1]]])))
+        scores.append(score)
+        inv = g.const(1.0 / stride)
+        cxc, cyc = g.const(cx), g.const(cy)
+        sides = [g.op("Sub", cxc, x1), g.op("Sub", cyc, y1), g.op("Sub", x2, cxc), g.op("Sub", y2, cyc)]
+        boxes.append(g.op("Mul", g.op("Concat", *sides, axis=1), inv))
+        coords = []
+        for u, v in FACE_POINTS:
+            px = g.op("Add", x1, g.op("Mul", g.op("Sub", x2, x1), g.const(u)))
+            py = g.op("Add", y1, g.op("Mul", g.op("Sub", y2, y1), g.const(v)))
+            coords += [g.op("Sub", px, cxc), g.op("Sub", py, cyc)]
+        points.append(g.op("Mul", g.op("Concat", *coords, axis=1), inv))
+    names = [f"score_{s}" for s in STRIDES] + [f"bbox_{s}" for s in STRIDES] + [f"kps_{s}" for s in STRIDES]
+    for name, value in zip(names, scores + boxes + points):
+        g.output("Identity", [value], name)
+    widths = [1] * 3 + [4] * 3 + [10] * 3
+    inputs = [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, "?", "?"])]
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["?", w]) for n, w in zip(names, widths)]
+    return g.save(inputs, outputs, path)
+
+
+def build_arcface(path: Path) -> Path:
+    """``w600k_r50.onnx`` stand-in: ``input.1`` [1,3,112,112] -> ``683`` [1,512], a fixed linear map of
+    the 16x16-pooled crop (so the vector depends on the aligned face and has no unit norm)."""
+    g = _Graph()
+    pooled = g.op("AveragePool", "input.1", kernel_shape=[16, 16], strides=[16, 16])
+    flat = g.op("Flatten", pooled, axis=1)
+    g.output("MatMul", [flat, g.const(EMBED_WEIGHTS)], "683")
+    inputs = [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, ["None", 3, 112, 112])]
+    outputs = [helper.make_tensor_value_info("683", TensorProto.FLOAT, ["None", 512])]
+    return g.save(inputs, outputs, path)
+
+
+def build_landmark_2d106(path: Path) -> Path:
+    """A stand-in for ``2d106det.onnx`` (192x192 in, 212 out), which the face pack must skip."""
+    g = _Graph()
+    pooled = g.op("GlobalAveragePool", "data")
+    g.output("MatMul", [g.op("Flatten", pooled, axis=1), g.const(np.ones((3, 212)))], "fc1")
+    inputs = [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 192, 192])]
+    outputs = [helper.make_tensor_value_info("fc1", TensorProto.FLOAT, [1, 212])]
+    return g.save(inputs, outputs, path)
+
+
+def build_face_pack(folder: Path) -> Path:
+    """A buffalo_l-like pack folder: detector, recognizer and a landmark model."""
+    folder = Path(folder)
+    build_scrfd(folder / "det_10g.onnx")
+    build_arcface(folder / "w600k_r50.onnx")
+    build_landmark_2d106(folder / "2d106det.onnx")
+    return folder
+
+
+def draw_face(frame: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> None:
+    """A face for the tiny face models: bright channel 0 and a texture in channels 1 and 2."""
+    h, w = y2 - y1 + 1, x2 - x1 + 1
+    yy, xx = np.mgrid[0:h, 0:w]
+    frame[y1:y2 + 1, x1:x2 + 1, 0] = 250
+    frame[y1:y2 + 1, x1:x2 + 1, 1] = (255 * xx / max(w - 1, 1)).astype(np.uint8)
+    frame[y1:y2 + 1, x1:x2 + 1, 2] = (255 * (yy / max(h - 1, 1)) ** 2).astype(np.uint8)
