@@ -19,6 +19,8 @@ the default here is an empty pose for that frame.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -105,7 +107,11 @@ class DWPose:
 
     def __call__(self, frames: np.ndarray, settings: ExtractionSettings = ExtractionSettings(), ctx=None,
                  chunk: int = DEFAULT_CHUNK) -> Extraction:
-        """Poses for uint8 RGB frames ``[N,H,W,3]``."""
+        """Poses for uint8 RGB frames ``[N,H,W,3]``.
+
+        Frames go through in chunks; worker threads letterbox the next chunk while onnxruntime runs the
+        current one, and cut the person crops in parallel (numpy releases the GIL).
+        """
         frames = _check_frames(frames)
         settings = self.settings_for_models(settings)
         if settings.channel_order == "bgr":
@@ -114,15 +120,25 @@ class DWPose:
             frames = resize_for_detection(frames, settings.detect_resolution)
         result = Extraction([], [], [], [])
         total = len(frames)
-        for start in range(0, total, chunk):
+        starts = list(range(0, total, chunk))
+        pool = _workers()
+        letterboxed = pool.submit(self._letterbox, frames, starts[0], chunk, settings.detector)
+        for i, start in enumerate(starts):
             if ctx is not None:
                 ctx.check_interrupt()
-            part = np.ascontiguousarray(frames[start:start + chunk])
-            boxes = self.detect(part, settings.detector, ctx)
-            self._estimate(part, boxes, settings, result, ctx)
+            inputs, ratio = letterboxed.result()
+            if i + 1 < len(starts):
+                letterboxed = pool.submit(self._letterbox, frames, starts[i + 1], chunk, settings.detector)
+            raw = self.detector.run(inputs, self.max_batch, None if ctx is None else ctx.check_interrupt)[0]
+            boxes = det.decode(raw, ratio, settings.detector)
+            self._estimate(frames[start:start + chunk], boxes, settings, result, ctx)
             if ctx is not None:
                 ctx.report(min(start + chunk, total), total)
         return result
+
+    @staticmethod
+    def _letterbox(frames: np.ndarray, start: int, chunk: int, settings: det.DetectorSettings):
+        return det.letterbox(np.ascontiguousarray(frames[start:start + chunk]), settings)
 
     def detect(self, frames: np.ndarray, settings: det.DetectorSettings, ctx=None) -> list[np.ndarray]:
         inputs, ratio = det.letterbox(frames, settings)
@@ -132,25 +148,22 @@ class DWPose:
     def _estimate(self, frames: np.ndarray, boxes: list[np.ndarray], settings: ExtractionSettings,
                   result: Extraction, ctx) -> None:
         height, width = frames.shape[1:3]
-        crops, centers, scales, owner = [], [], [], []
-        for index, (frame, frame_boxes) in enumerate(zip(frames, boxes)):
+        jobs = []
+        for index, frame_boxes in enumerate(boxes):
             if len(frame_boxes) == 0 and settings.when_no_person == "whole_image":
                 frame_boxes = [[0, 0, width, height]]
-            for box in frame_boxes:
-                crop, center, scale = est.crop_person(frame, box, settings.pose)
-                crops.append(crop)
-                centers.append(center)
-                scales.append(scale)
-                owner.append(index)
+            jobs += [(index, box) for box in frame_boxes]
+        cut = _workers().map(lambda job: est.crop_person(frames[job[0]], job[1], settings.pose), jobs)
+        crops, centers, scales = zip(*cut) if jobs else ((), (), ())
+        owner = np.array([index for index, _ in jobs], int)
         points = np.zeros((0, NUM_RAW, 2))
         scores = np.zeros((0, NUM_RAW), np.float32)
-        if crops:
+        if jobs:
             simcc_x, simcc_y = self.pose.run(np.stack(crops), self.max_batch,
                                              None if ctx is None else ctx.check_interrupt)[:2]
             locs, scores = est.decode_simcc(simcc_x, simcc_y, settings.pose.simcc_split_ratio)
             points = np.stack([est.to_image_coordinates(locs[i], centers[i], scales[i], settings.pose.input_wh)
-                               for i in range(len(crops))])
-        owner = np.array(owner, int)
+                               for i in range(len(jobs))])
         for index in range(len(frames)):
             mine = owner == index
             raw_points, raw_scores = points[mine], scores[mine]
@@ -159,6 +172,17 @@ class DWPose:
             result.boxes.append(np.asarray(boxes[index], np.float64).reshape(-1, 4))
             result.raw_keypoints.append(raw_points)
             result.raw_scores.append(raw_scores)
+
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def _workers() -> ThreadPoolExecutor:
+    """A small shared thread pool for the numpy pre-processing (created on first use)."""
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="dwpose")
+    return _pool
 
 
 def _check_frames(frames) -> np.ndarray:

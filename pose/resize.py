@@ -45,7 +45,9 @@ def resize(image: np.ndarray, width: int, height: int, interpolation: str = "lin
     if (src_w, src_h) == (width, height):
         out = batch.copy()
     else:
-        out = _resize_batch(batch, int(width), int(height), interpolation)
+        # One frame at a time: the temporaries stay a few MB and their memory is reused, which is
+        # several times faster than one huge array per step.
+        out = np.stack([_resize_batch(frame[None], int(width), int(height), interpolation)[0] for frame in batch])
     return out if image.ndim == 4 else out[0]
 
 
@@ -157,10 +159,13 @@ def _horizontal_fixed(batch, y_index, x_index, x_coef) -> tuple[np.ndarray, np.n
     """Integer horizontal pass over only the source rows the vertical pass reads: ``[N, R, w, C]`` int32,
     and each output row's position among those rows."""
     rows_needed = np.unique(y_index)
-    src = batch[:, rows_needed]
+    n, _, width, channels = batch.shape
+    src = batch[:, rows_needed].reshape(n, len(rows_needed), width * channels)
     out = None
     for tap in range(x_index.shape[1]):
-        term = np.take(src, x_index[:, tap], axis=2).astype(np.int32)
+        # gather whole pixels along the contiguous last axis (index * channels + channel)
+        flat = (x_index[:, tap, None] * channels + np.arange(channels)).ravel()
+        term = np.take(src, flat, axis=2).reshape(n, len(rows_needed), -1, channels).astype(np.int32)
         term *= x_coef[None, None, :, tap, None].astype(np.int32)
         if out is None:
             out = term

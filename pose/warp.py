@@ -72,38 +72,41 @@ def warp_affine(image: np.ndarray, matrix: np.ndarray, width: int, height: int) 
     ``matrix`` maps source to destination pixels (OpenCV's default direction).
     """
     inverse = invert_affine(matrix).astype(F32).astype(np.float64)
-    src_h, src_w, channels = image.shape
     xs = np.arange(width, dtype=np.float64)
     ys = np.arange(height, dtype=np.float64)
     # Per row: float(y*M1 + M2) in float32 arithmetic (two roundings), then fma(M0, x, that).
     row_x = ((ys * inverse[0, 1]).astype(F32).astype(np.float64) + inverse[0, 2]).astype(F32).astype(np.float64)
     row_y = ((ys * inverse[1, 1]).astype(F32).astype(np.float64) + inverse[1, 2]).astype(F32).astype(np.float64)
-    sx = (inverse[0, 0] * xs[None, :] + row_x[:, None]).astype(F32)
-    sy = (inverse[1, 0] * xs[None, :] + row_y[:, None]).astype(F32)
-    ix = np.floor(sx)
-    iy = np.floor(sy)
+    if inverse[0, 1] == 0 and inverse[1, 0] == 0:
+        # Axis-aligned (every DWPose crop): x positions are the same on every row, y on every column.
+        sx = (inverse[0, 0] * xs + row_x[0]).astype(F32)[None, :]
+        sy = row_y.astype(F32)[:, None]
+    else:
+        sx = (inverse[0, 0] * xs[None, :] + row_x[:, None]).astype(F32)
+        sy = (inverse[1, 0] * xs[None, :] + row_y[:, None]).astype(F32)
+    ix, iy = np.floor(sx), np.floor(sy)
     ax = (sx - ix).astype(np.float64)[..., None]
     ay = (sy - iy).astype(np.float64)[..., None]
-    # A one-pixel zero border: taps outside the image, however far, are clipped onto it and read 0.
-    padded = np.zeros((src_h + 2, src_w + 2, channels), np.uint8)
-    padded[1:-1, 1:-1] = image
-    col = np.clip(ix.astype(np.int64) + 1, 0, src_w + 1)
-    row = np.clip(iy.astype(np.int64) + 1, 0, src_h + 1)
-    col_right = np.minimum(col + (ix >= -1), src_w + 1)
-    row_below = np.minimum(row + (iy >= -1), src_h + 1)
-    if inverse[0, 1] == 0 and inverse[1, 0] == 0:
-        # Axis-aligned (every DWPose crop): columns depend on x only, rows on y only.
-        upper, lower = padded[row[:, 0]], padded[row_below[:, 0]]
-        p00, p01 = upper[:, col[0]], upper[:, col_right[0]]
-        p10, p11 = lower[:, col[0]], lower[:, col_right[0]]
-    else:
-        flat = padded.reshape(-1, channels)
-        stride = src_w + 2
-        p00, p01 = flat[row * stride + col], flat[row * stride + col_right]
-        p10, p11 = flat[row_below * stride + col], flat[row_below * stride + col_right]
-    p00, p01, p10, p11 = (p.astype(np.float64) for p in (p00, p01, p10, p11))
-    top = (ax * (p01 - p00) + p00).astype(F32).astype(np.float64)
-    bottom = (ax * (p11 - p10) + p10).astype(F32).astype(np.float64)
+    taps = _taps(image, iy.astype(np.int64), ix.astype(np.int64))
+    # the top and bottom horizontal blends at once: fma(ax, right - left, left), rounded to float32
+    blend = (ax * (taps[:, 1] - taps[:, 0]) + taps[:, 0]).astype(F32).astype(np.float64)
+    top, bottom = blend[0], blend[1]
     span = (bottom - top).astype(F32).astype(np.float64)
     value = (ay * span + top).astype(F32)
     return np.rint(value).clip(0, 255).astype(np.uint8)
+
+
+def _taps(image: np.ndarray, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
+    """The 2x2 neighbours of every output pixel as float64 ``[row, column, h, w, C]``; pixels outside
+    the image read 0. ``iy``/``ix`` are ``[h,1]``/``[1,w]`` (axis-aligned) or both ``[h,w]``."""
+    src_h, src_w, _ = image.shape
+    rows = np.stack([iy, iy + 1])
+    cols = np.stack([ix, ix + 1])
+    row_ok, col_ok = (rows >= 0) & (rows < src_h), (cols >= 0) & (cols < src_w)
+    rows, cols = rows.clip(0, src_h - 1), cols.clip(0, src_w - 1)
+    if iy.shape[1] == 1 and ix.shape[0] == 1:
+        picked = image[rows[:, :, 0]][:, :, cols[:, 0]]  # [row, h, column, w, C]
+        picked = picked * (row_ok[:, :, :, None, None] & col_ok[:, 0][None, None, :, :, None])
+        return picked.transpose(0, 2, 1, 3, 4).astype(np.float64)
+    picked = image[rows[:, None], cols[None, :]]  # [row, column, h, w, C]
+    return (picked * (row_ok[:, None] & col_ok[None, :])[..., None]).astype(np.float64)
