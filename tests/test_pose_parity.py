@@ -62,11 +62,19 @@ def _image(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
+_extractions: dict = {}
+
+
 def _extract(model, fixture, name, convention):
+    """Extraction of one fixture image (cached: several tests compare different parts of it)."""
     root, manifest = fixture
-    # controlnet_aux finds nobody in an empty frame; Moore and StableAnimator run the whole image then.
-    no_person = "empty" if convention == "comfy" else "whole_image"
-    return model(_image(root / "images" / f"{name}.png")[None], _settings(manifest, convention, no_person))
+    key = (str(root), name, convention)
+    if key not in _extractions:
+        # controlnet_aux finds nobody in an empty frame; Moore and StableAnimator run the whole image then.
+        no_person = "empty" if convention == "comfy" else "whole_image"
+        image = _image(root / "images" / f"{name}.png")[None]
+        _extractions[key] = model(image, _settings(manifest, convention, no_person))
+    return _extractions[key]
 
 
 def _image_names(manifest):

@@ -9,7 +9,7 @@ import pytest
 
 from comfyui_animate_suite.pipelines.errors import InputError
 from comfyui_animate_suite.pose import align, openpose_json
-from comfyui_animate_suite.pose.keypoints import BODY, FramePose
+from comfyui_animate_suite.pose.keypoints import FramePose
 
 rng = np.random.default_rng(7)
 
