@@ -20,7 +20,7 @@ import torch
 
 from ..pipelines import images as image_ops
 from ..pipelines import model_registry
-from ..pipelines.errors import InputError
+from ..pipelines.errors import InputError, ModelNotFoundError
 from . import comfy_bridge
 
 log = logging.getLogger("animate_suite")
@@ -57,7 +57,7 @@ def _pack_path(choice: str) -> str:
         for name in (choice, f"models/{choice}"):
             try:
                 return comfy_bridge.registered_path(f"{FOLDER}/{name}", "model_pack")
-            except Exception:
+            except (InputError, ModelNotFoundError):
                 continue
         return comfy_bridge.find_model(model_registry.INSIGHTFACE, "model_pack")
     return comfy_bridge.registered_path(f"{FOLDER}/{choice}", "model_pack")

@@ -34,8 +34,8 @@ CATEGORY = "Animate Suite/DWPose"
 POSE = "POSE_KEYPOINT"
 DWPOSE = "ANIMATESUITE_DWPOSE"
 CONVENTIONS = ("animateanyone", "stableanimator", "controlnet_aux")
-DETECTOR_NAME = "yolox_l.onnx"
-POSE_NAME = "dw-ll_ucoco_384.onnx"
+DETECTOR_NAME = model_registry.DWPOSE.file("detector").name
+POSE_NAME = model_registry.DWPOSE.file("pose").name
 SIZE_INPUT = {"default": 0, "min": 0, "max": 8192, "step": 8}
 
 CONVENTION_INPUT = (list(CONVENTIONS), {
@@ -312,6 +312,14 @@ class AnimateSuiteLoadPoseJSON:
     @classmethod
     def IS_CHANGED(cls, file):
         return os.path.getmtime(comfy_bridge.input_file_path(file, "file"))
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, file):
+        try:
+            comfy_bridge.input_file_path(file, "file")
+        except InputError as error:
+            return str(error)
+        return True
 
     def load(self, file):
         from ..pose import openpose_json
