@@ -41,9 +41,10 @@ def letterbox(frames: np.ndarray, settings: DetectorSettings = DetectorSettings(
     in_h, in_w = settings.input_size
     ratio = min(in_h / height, in_w / width)
     new_w, new_h = int(width * ratio), int(height * ratio)
-    canvas = np.full((len(frames), in_h, in_w, 3), settings.pad_value, np.uint8)
-    canvas[:, :new_h, :new_w] = resize.resize(frames, new_w, new_h, "linear")
-    return np.ascontiguousarray(canvas.transpose(0, 3, 1, 2), dtype=np.float32), ratio
+    inputs = np.full((len(frames), 3, in_h, in_w), settings.pad_value, np.float32)
+    for i, frame in enumerate(frames):
+        inputs[i, :, :new_h, :new_w] = resize.resize(frame, new_w, new_h, "linear").transpose(2, 0, 1)
+    return inputs, ratio
 
 
 def _anchor_grid(settings: DetectorSettings) -> tuple[np.ndarray, np.ndarray]:

@@ -104,9 +104,14 @@ def _taps(image: np.ndarray, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
     cols = np.stack([ix, ix + 1])
     row_ok, col_ok = (rows >= 0) & (rows < src_h), (cols >= 0) & (cols < src_w)
     rows, cols = rows.clip(0, src_h - 1), cols.clip(0, src_w - 1)
-    if iy.shape[1] == 1 and ix.shape[0] == 1:
-        picked = image[rows[:, :, 0]][:, :, cols[:, 0]]  # [row, h, column, w, C]
-        picked = picked * (row_ok[:, :, :, None, None] & col_ok[:, 0][None, None, :, :, None])
-        return picked.transpose(0, 2, 1, 3, 4).astype(np.float64)
-    picked = image[rows[:, None], cols[None, :]]  # [row, column, h, w, C]
-    return (picked * (row_ok[:, None] & col_ok[None, :])[..., None]).astype(np.float64)
+    if iy.shape[1] == 1 and ix.shape[0] == 1:  # axis-aligned: a row index per y, a column index per x
+        rows, cols = rows[:, :, 0], cols[:, 0]
+        row_ok, col_ok = row_ok[:, :, 0], col_ok[:, 0]
+        picked = image[rows[:, None, :, None], cols[None, :, None, :]]  # [row, column, h, w, C]
+        inside = row_ok[:, None, :, None] & col_ok[None, :, None, :]
+    else:
+        picked = image[rows[:, None], cols[None, :]]
+        inside = row_ok[:, None] & col_ok[None, :]
+    if not inside.all():
+        picked = picked * inside[..., None]
+    return picked.astype(np.float64)
