@@ -129,8 +129,11 @@ def load(path: str | os.PathLike, what: str, device: str = "auto", source: str =
     ort = onnxruntime_module()
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    # Grow CUDA memory only as needed, so the sessions leave VRAM to ComfyUI's models.
+    requested = [(p, {"arena_extend_strategy": "kSameAsRequested"}) if p == "CUDAExecutionProvider" else p
+                 for p in providers]
     try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        session = ort.InferenceSession(str(path), sess_options=options, providers=requested)
     except Exception as error:  # onnxruntime raises its own exception types for bad files
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(
@@ -138,7 +141,11 @@ def load(path: str | os.PathLike, what: str, device: str = "auto", source: str =
             "The file may be truncated or not an ONNX model; download it again."
         ) from None
     model = OnnxModel(path, session, what)
-    log.info("%s: %s on %s", what, path.name, ", ".join(model.providers))
+    if providers[0] != CPU and providers[0] not in model.providers:
+        log.warning("%s: onnxruntime could not start %s (see its message above); %s runs on the CPU",
+                    what, providers[0], path.name)
+    else:
+        log.info("%s: %s on %s", what, path.name, ", ".join(model.providers))
     with _cache_lock:
         _cache[key] = session
         while len(_cache) > MAX_CACHED_SESSIONS:

@@ -182,3 +182,15 @@ def test_missing_onnxruntime_says_what_to_install(monkeypatch):
     monkeypatch.setattr(sessions.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(sessions.OnnxRuntimeMissing, match="onnxruntime-gpu"):
         sessions.choose_providers("auto")
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider")
+def test_cuda_is_preferred_and_a_failed_start_is_reported(model_files, monkeypatch, caplog):
+    ort = sessions.onnxruntime_module()
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert sessions.choose_providers("auto") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert sessions.choose_providers("cpu") == ["CPUExecutionProvider"]
+    with caplog.at_level("WARNING", logger="animate_suite"):
+        model = sessions.load(model_files[0], "DWPose person detector", device="auto")
+    assert model.providers == ["CPUExecutionProvider"]  # this onnxruntime has no CUDA
+    assert "could not start CUDAExecutionProvider" in caplog.text
