@@ -98,10 +98,12 @@ def find_model(family: model_registry.ModelFamily, role: str) -> str:
     return str(model_registry.require(family, role, ComfyLocator()))
 
 
-def _inside(root: str, relative: str) -> str | None:
-    """``root/relative`` when it stays inside ``root`` (after resolving links), else None."""
-    root = os.path.realpath(root)
-    candidate = os.path.realpath(os.path.join(root, relative))
+def _inside(root: str, relative: str, resolve_links: bool = True) -> str | None:
+    """``root/relative`` when it stays inside ``root``, else None. With ``resolve_links=False`` only
+    ``..`` is checked, so a symlinked sub-folder (common for model folders) is accepted."""
+    normalize = os.path.realpath if resolve_links else (lambda p: os.path.normpath(os.path.abspath(p)))
+    root = normalize(root)
+    candidate = normalize(os.path.join(root, relative))
     return candidate if os.path.commonpath((root, candidate)) == root else None
 
 
@@ -114,7 +116,7 @@ def registered_path(setting: str, what: str) -> str:
         raise InputError(what, f"'{key}' is not a model folder ComfyUI knows",
                          f"'<folder key>/<sub-folder>' with a key from extra_model_paths.yaml or one of: {known}")
     for root in ComfyLocator().roots(key):
-        candidate = _inside(root, relative)
+        candidate = _inside(root, relative, resolve_links=False)
         if candidate is None:
             raise InputError(what, f"'{setting}' leaves the '{key}' folder", "a sub-folder inside it")
         if os.path.isdir(candidate):
