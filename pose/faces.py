@@ -10,7 +10,9 @@ Runs insightface's released model packs (``antelopev2``: ``scrfd_10g_bnkps.onnx`
   score >= 0.5, NMS at IoU 0.4 (legacy +1 areas), boxes and points back to image pixels.
 - ArcFace: similarity transform of the 5 points onto the 112x112 ArcFace template (Umeyama),
   bilinear warp, ``(x - 127.5) / 127.5``; the output vector is returned raw (not normalised), as
-  StableAnimator feeds it to its face encoder.
+  StableAnimator feeds it to its face encoder. (insightface reads the graph to spot old MXNet
+  recognizers, which want no normalisation; both released packs' recognizers, glintr100 and
+  w600k_r50, are PyTorch exports that take the 127.5 scaling used here.)
 
 insightface expects BGR images and swaps to RGB for its models. Frames here are RGB and reach the
 models as RGB (``channel_order="rgb"``, what insightface intends and what StableAnimator's training
