@@ -98,6 +98,72 @@ def find_model(family: model_registry.ModelFamily, role: str) -> str:
     return str(model_registry.require(family, role, ComfyLocator()))
 
 
+def _inside(root: str, relative: str, resolve_links: bool = True) -> str | None:
+    """``root/relative`` when it stays inside ``root``, else None. With ``resolve_links=False`` only
+    ``..`` is checked, so a symlinked sub-folder (common for model folders) is accepted."""
+    normalize = os.path.realpath if resolve_links else (lambda p: os.path.normpath(os.path.abspath(p)))
+    root = normalize(root)
+    candidate = normalize(os.path.join(root, relative))
+    return candidate if os.path.commonpath((root, candidate)) == root else None
+
+
+def registered_path(setting: str, what: str) -> str:
+    """A folder named as ``'<folder key>/<sub/folder>'``: a key ComfyUI knows (its own, this pack's or
+    one from extra_model_paths.yaml) and a path below one of that key's folders. Nothing outside."""
+    key, _, relative = setting.strip().replace("\\", "/").partition("/")
+    if key not in folder_paths.folder_names_and_paths:
+        known = ", ".join(sorted(folder_paths.folder_names_and_paths))
+        raise InputError(what, f"'{key}' is not a model folder ComfyUI knows",
+                         f"'<folder key>/<sub-folder>' with a key from extra_model_paths.yaml or one of: {known}")
+    for root in ComfyLocator().roots(key):
+        candidate = _inside(root, relative, resolve_links=False)
+        if candidate is None:
+            raise InputError(what, f"'{setting}' leaves the '{key}' folder", "a sub-folder inside it")
+        if os.path.isdir(candidate):
+            return candidate
+    raise ModelNotFoundError(what, f"folder '{relative or '.'}'", ComfyLocator().roots(key))
+
+
+def input_file_choices(suffixes: tuple[str, ...]) -> list[str]:
+    """Files in ComfyUI's input folder (and its sub-folders) with one of ``suffixes``, for a COMBO."""
+    input_dir = folder_paths.get_input_directory()
+    if not os.path.isdir(input_dir):
+        return []
+    found = []
+    for folder, _, names in os.walk(input_dir):
+        for name in names:
+            if name.lower().endswith(suffixes):
+                found.append(os.path.relpath(os.path.join(folder, name), input_dir).replace(os.sep, "/"))
+    return sorted(found)
+
+
+def input_file_path(name: str, input_name: str) -> str:
+    """A file chosen in ComfyUI's input folder; never a path outside it."""
+    input_dir = folder_paths.get_input_directory()
+    path = _inside(input_dir, name)
+    if path is None or path == os.path.realpath(input_dir):
+        raise InputError(input_name, f"'{name}' is outside ComfyUI's input folder", "a file inside it")
+    if not os.path.isfile(path):
+        raise InputError(input_name, f"'{name}' does not exist in {input_dir}", "an existing file")
+    return path
+
+
+def output_file_path(filename_prefix: str, suffix: str) -> tuple[str, dict]:
+    """A new file in ComfyUI's output folder for ``filename_prefix`` and its UI entry."""
+    output_dir = folder_paths.get_output_directory()
+    try:
+        folder, stem, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, output_dir)
+    except Exception as error:  # ComfyUI raises a bare Exception for prefixes that leave the folder
+        raise InputError("filename_prefix", str(error).splitlines()[0], "a prefix inside the output folder") from None
+    os.makedirs(folder, exist_ok=True)
+    while True:
+        name = f"{stem}_{counter:05d}_{suffix}"
+        if not os.path.exists(os.path.join(folder, name)):
+            break
+        counter += 1
+    return os.path.join(folder, name), {"filename": name, "subfolder": subfolder, "type": "output"}
+
+
 # ----------------------------------------------------------------------------- devices and dtypes
 
 

@@ -208,13 +208,16 @@ EASYANIMATE = ModelFamily(
     ),
 )
 
+# comfyui_controlnet_aux keeps these two files in custom_nodes/comfyui_controlnet_aux/ckpts/yzd-v/DWPose:
+# point a `dwpose:` entry of extra_model_paths.yaml at that folder, or name it in the loader's model_dir.
+_AUX_NOTE = "comfyui_controlnet_aux's copy: ckpts/yzd-v/DWPose (extra_model_paths.yaml `dwpose:` or the loader's model_dir)"
 DWPOSE = ModelFamily(
     "dwpose",
     "DWPose (whole-body pose, ONNX)",
     "https://huggingface.co/yzd-v/DWPose",
     (
-        _f("detector", "yolox_l.onnx", "dwpose"),
-        _f("pose", "dw-ll_ucoco_384.onnx", "dwpose"),
+        _f("detector", "yolox_l.onnx", "dwpose", note=_AUX_NOTE),
+        _f("pose", "dw-ll_ucoco_384.onnx", "dwpose", note=_AUX_NOTE),
     ),
 )
 
