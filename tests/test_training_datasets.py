@@ -237,3 +237,26 @@ def test_samples_do_not_depend_on_the_number_of_loader_workers(pose_data):
 
     for a, b in zip(first_batches(0), first_batches(2)):
         assert torch.equal(a["pixels"], b["pixels"]) and torch.equal(a["position"], b["position"])
+
+
+# --- the video helpers the datasets use ---------------------------------------------------------------
+
+
+def test_count_frames_and_read_frames_at_agree_with_full_decoding(tmp_path):
+    from PIL import Image
+
+    from comfyui_animate_suite.pipelines import video
+
+    clip = tiny.moving_square(7, 32, (250, 120, 10))
+    write_video(clip, tmp_path / "clip.mp4", fps=8)
+    video.write_gif(clip, tmp_path / "clip.gif", fps=8)
+    (tmp_path / "frames").mkdir()
+    for index, frame in enumerate(clip):
+        Image.fromarray(frame).save(tmp_path / "frames" / f"f{index}.png")
+    for path in (tmp_path / "clip.mp4", tmp_path / "clip.gif", tmp_path / "frames"):
+        everything, _ = video.read_frames(path, video.DecodeOptions())
+        assert video.count_frames(path) == len(everything) == 7
+        picked = video.read_frames_at(path, [5, 1, 1, 6])
+        assert np.array_equal(picked, everything[[5, 1, 1, 6]])
+        with pytest.raises(Exception, match="fewer than 8 frames"):
+            video.read_frames_at(path, [7])

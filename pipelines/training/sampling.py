@@ -69,21 +69,31 @@ def batches(length: int, batch_size: int, seed: int, shuffle: bool = True,
     stream order and a bucket is emitted when full (as EasyAnimate's image/video sampler does).
     """
     if group_of is None:
-        batch: list[tuple[int, int]] = []
-        for position, item in stream_positions(length, seed, shuffle, start=start * batch_size):
-            batch.append((item, position))
-            if len(batch) == batch_size:
-                yield batch
-                batch = []
-    skipped = 0
+        return _consecutive_batches(length, batch_size, seed, shuffle, start)
+    return _grouped_batches(length, batch_size, seed, shuffle, group_of, start)
+
+
+def _consecutive_batches(length, batch_size, seed, shuffle, start):
+    batch: list[tuple[int, int]] = []
+    for position, item in stream_positions(length, seed, shuffle, start=start * batch_size):
+        batch.append((item, position))
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+
+
+def _grouped_batches(length, batch_size, seed, shuffle, group_of, start):
+    # Which samples a grouped batch holds depends on everything before it, so the stream is replayed
+    # from the beginning (index arithmetic only; nothing is decoded).
+    emitted = 0
     buckets: dict[Hashable, list[tuple[int, int]]] = {}
     for position, item in stream_positions(length, seed, shuffle):
         bucket = buckets.setdefault(group_of(item), [])
         bucket.append((item, position))
         if len(bucket) == batch_size:
-            if skipped >= start:
+            if emitted >= start:
                 yield list(bucket)
-            skipped += 1
+            emitted += 1
             bucket.clear()
 
 

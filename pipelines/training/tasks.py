@@ -42,6 +42,7 @@ from . import datasets, lora, losses, selection
 from .sampling import BATCH, NOISE, numpy_rng, torch_generator
 
 VAE_SCALE = 0.18215  # both methods hard-code the SD VAE latent scale
+VAE_MINI_BATCH = 16  # frames per VAE call (EasyAnimate's --vae_mini_batch), to bound the encoder's memory
 DEFAULT_FACTORIES = {
     "animate-anyone": ".pipelines.animate_anyone.training:build_training_models",
     "easyanimate": ".pipelines.easyanimate.training:build_training_models",
@@ -158,8 +159,12 @@ def encode_frames(vae: nn.Module, pixels: torch.Tensor, generators: list[torch.G
     """``[B,F,3,H,W]`` in -1..1 -> latents ``[B,4,F,h,w]`` (float32): a sample of the VAE posterior times 0.18215,
     with each sample's own noise."""
     batch, frames = pixels.shape[:2]
-    posterior = vae.encode(pixels.flatten(0, 1).to(context.device, context.weight_dtype)).latent_dist
-    mean, std = posterior.mean.float(), posterior.std.float()
+    means, stds = [], []
+    for chunk in pixels.flatten(0, 1).split(VAE_MINI_BATCH):
+        posterior = vae.encode(chunk.to(context.device, context.weight_dtype)).latent_dist
+        means.append(posterior.mean.float())
+        stds.append(posterior.std.float())
+    mean, std = torch.cat(means), torch.cat(stds)
     eps = per_sample_normal(generators, (frames, *mean.shape[1:])).flatten(0, 1).to(context.device)
     latents = (mean + std * eps) * VAE_SCALE
     return latents.unflatten(0, (batch, frames)).transpose(1, 2).contiguous()

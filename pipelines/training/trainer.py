@@ -180,7 +180,9 @@ class Trainer:
             selection.cast_frozen_children(net, weight_dtype)
         for module in self.task.frozen_modules:
             selection.freeze(module)
-            module.to(accelerator.device, weight_dtype)
+            module.to(accelerator.device)
+            if weight_dtype != torch.float32:
+                module.to(weight_dtype)
         net.train()
         return accelerator.prepare_model(net), trainable
 
@@ -292,10 +294,10 @@ class Trainer:
 
     def train(self, resume: str | Path | None = None) -> TrainResult:
         accelerator = self._accelerator()
-        try:
-            return self._train(accelerator, resume)
-        finally:
-            accelerator.wait_for_everyone()
+        result = self._train(accelerator, resume)
+        accelerator.wait_for_everyone()
+        accelerator.end_training()  # ends the process group of a distributed run
+        return result
 
     def _train(self, accelerator, resume) -> TrainResult:
         from diffusers.optimization import get_scheduler
