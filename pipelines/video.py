@@ -172,14 +172,19 @@ def _frames_from_pil(path: Path) -> tuple[Iterator[np.ndarray], float]:
     return frames(), fps
 
 
+def _frame_files(folder: Path) -> list[Path]:
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES), key=lambda p: _natural_key(p.name))
+    if not files:
+        raise InputError("video", f"folder '{folder.name}' has no image files", "PNG/JPEG/WebP frames")
+    return files
+
+
 def _frames_from_folder(folder: Path, fps: float) -> tuple[Iterator[np.ndarray], float]:
     from PIL import Image
 
     from .images import pil_to_uint8
 
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES), key=lambda p: _natural_key(p.name))
-    if not files:
-        raise InputError("video", f"folder '{folder.name}' has no image files", "PNG/JPEG/WebP frames")
+    files = _frame_files(folder)
 
     def frames():
         for file in files:
@@ -189,20 +194,66 @@ def _frames_from_folder(folder: Path, fps: float) -> tuple[Iterator[np.ndarray],
     return frames(), fps
 
 
+def _open_frames(path: Path, folder_fps: float = 8.0) -> tuple[Iterator[np.ndarray], float]:
+    if path.is_dir():
+        return _frames_from_folder(path, folder_fps)
+    if path.suffix.lower() in ANIMATED_IMAGE_SUFFIXES:
+        return _frames_from_pil(path)
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return _frames_from_av(path)
+    raise InputError("video", f"'{path.name}' is not a supported video", "MP4/MOV/MKV/WebM, GIF/WebP or a frame folder")
+
+
+def count_frames(path: Path) -> int:
+    """Number of frames of a video file, animated image or frame folder.
+
+    Uses the container's frame count when it has one; otherwise decodes the video to count.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return len(_frame_files(path))
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        import av
+
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InputError("video", f"'{path.name}' has no video stream", "a video file")
+            if container.streams.video[0].frames > 0:
+                return int(container.streams.video[0].frames)
+    frames, _ = _open_frames(path)
+    return sum(1 for _ in frames)
+
+
+def read_frames_at(path: Path, indices) -> np.ndarray:
+    """The frames at ``indices`` (any order, repeats allowed) as uint8 ``[len(indices), H, W, 3]``.
+
+    Decodes only up to the largest index and keeps only the frames asked for.
+    """
+    path = Path(path)
+    wanted = set(int(i) for i in indices)
+    if not wanted or min(wanted) < 0:
+        raise InputError("frame indices", f"{sorted(wanted)[:5]} for '{path.name}'", "non-negative frame numbers")
+    last = max(wanted)
+    frames, _ = _open_frames(path)
+    kept: dict[int, np.ndarray] = {}
+    for index, frame in enumerate(frames):
+        if index in wanted:
+            kept[index] = frame
+        if index >= last:
+            break
+    frames.close()
+    if last not in kept:
+        raise InputError("video", f"'{path.name}' has fewer than {last + 1} frames", "a longer video")
+    return np.stack([kept[int(i)] for i in indices])
+
+
 def read_frames(path: Path, options: DecodeOptions, folder_fps: float = 8.0) -> tuple[np.ndarray, float]:
     """Decode ``path`` (video file, animated image or folder of frames) -> (uint8 ``[N,H,W,3]``, fps).
 
     The returned fps accounts for the stride.
     """
     path = Path(path)
-    if path.is_dir():
-        frames, fps = _frames_from_folder(path, folder_fps)
-    elif path.suffix.lower() in ANIMATED_IMAGE_SUFFIXES:
-        frames, fps = _frames_from_pil(path)
-    elif path.suffix.lower() in VIDEO_SUFFIXES:
-        frames, fps = _frames_from_av(path)
-    else:
-        raise InputError("video", f"'{path.name}' is not a supported video", "MP4/MOV/MKV/WebM, GIF/WebP or a frame folder")
+    frames, fps = _open_frames(path, folder_fps)
     kept: list[np.ndarray] = []
     for frame in options.select(frames):
         if kept and frame.shape != kept[0].shape:

@@ -1,0 +1,194 @@
+"""LoRA adapters on Linear layers, and the kohya file format EasyAnimate v1 reads.
+
+Which layers: a ``LoRATargets`` rule picks *containers* (the root module itself, or every module of
+given class names) and gives every ``nn.Linear`` below a container an adapter, except paths containing
+one of ``exclude``. EasyAnimate v1 (``easyanimate/utils/lora_utils.py::LoRANetwork``):
+- transformer: container = the transformer itself, prefix ``lora_unet``; every Linear, the motion module
+  (``attn_temporal``) included unless excluded (``train_t2v_lora.py`` includes it);
+- T5 text encoder: containers = ``T5LayerSelfAttention`` and ``T5LayerFF`` modules, prefix ``lora_te``.
+
+Names: ``"{prefix}.{container path}.{path below the container}"`` with every ``.`` replaced by ``_``. The
+transformer container is the root, whose path is empty, hence the double underscore:
+``transformer_blocks.0.attn1.to_q`` -> ``lora_unet__transformer_blocks_0_attn1_to_q``;
+``encoder.block.0.layer.0`` + ``SelfAttention.q`` -> ``lora_te_encoder_block_0_layer_0_SelfAttention_q``.
+
+File (safetensors), per adapted layer ``NAME`` with rank r, ``in`` inputs and ``out`` outputs:
+``NAME.lora_down.weight`` [r, in], ``NAME.lora_up.weight`` [out, r], ``NAME.alpha`` (0-d float32).
+Applying it: ``W += multiplier * (alpha / r) * lora_up @ lora_down``. A loader resolves ``NAME`` back to a
+module by splitting on ``_`` and greedily re-joining tokens until a child module of that name exists
+(``nn.Module.__getattr__``, i.e. submodules only: ``to`` must not resolve to the ``.to()`` method before
+``to_q``); names such as ``to_q`` or ``SelfAttention`` keep their underscores and capitals that way.
+
+During training the adapter is a child ``lora_adapter`` of the Linear it adapts (parameter names
+``<linear path>.lora_adapter.down.weight`` / ``.up.weight``) and a forward hook adds its output, so the
+base model's own parameter names and values never change.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, InputError
+
+ADAPTER_NAME = "lora_adapter"
+TRANSFORMER_PREFIX = "lora_unet"
+TEXT_ENCODER_PREFIX = "lora_te"
+T5_CONTAINERS = ("T5LayerSelfAttention", "T5LayerFF")
+SAVE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class LoRATargets:
+    """Which Linear layers of a model get LoRA, and the name prefix of their file keys."""
+
+    prefix: str
+    container_classes: Optional[tuple[str, ...]] = None  # None: the root module is the one container
+    exclude: tuple[str, ...] = field(default_factory=tuple)  # skip paths (below the container) containing these
+
+
+def easyanimate_transformer_targets(include_motion_module: bool = True) -> LoRATargets:
+    return LoRATargets(TRANSFORMER_PREFIX, None, () if include_motion_module else ("attn_temporal",))
+
+
+def t5_text_encoder_targets() -> LoRATargets:
+    return LoRATargets(TEXT_ENCODER_PREFIX, T5_CONTAINERS)
+
+
+def kohya_name(prefix: str, container_path: str, child_path: str) -> str:
+    return f"{prefix}.{container_path}.{child_path}".replace(".", "_")
+
+
+def find_targets(model: nn.Module, targets: LoRATargets) -> dict[str, tuple[str, nn.Linear]]:
+    """kohya name -> (path of the Linear inside ``model``, the Linear)."""
+    if targets.container_classes is None:
+        containers = [("", model)]
+    else:
+        containers = [(path, module) for path, module in model.named_modules()
+                      if type(module).__name__ in targets.container_classes]
+    found: dict[str, tuple[str, nn.Linear]] = {}
+    for container_path, container in containers:
+        for child_path, child in container.named_modules():
+            if not isinstance(child, nn.Linear) or ADAPTER_NAME in child_path.split("."):
+                continue
+            if any(fragment in child_path for fragment in targets.exclude):
+                continue
+            name = kohya_name(targets.prefix, container_path, child_path)
+            full_path = f"{container_path}.{child_path}" if container_path else child_path
+            if name in found and found[name][1] is not child:
+                raise ValueError(f"two layers map to the LoRA name '{name}'")
+            found[name] = (full_path, child)
+    return found
+
+
+class LoRAAdapter(nn.Module):
+    """``up(down(x)) * multiplier * alpha / rank``; ``up`` starts at zero so training starts from the base model."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int, alpha: float):
+        super().__init__()
+        self.rank = rank
+        self.down = nn.Linear(in_features, rank, bias=False)
+        self.up = nn.Linear(rank, out_features, bias=False)
+        self.register_buffer("alpha", torch.tensor(float(alpha)))
+        self.multiplier = 1.0
+        nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.up.weight)
+
+    @property
+    def scale(self) -> float:
+        return float(self.alpha) / self.rank
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.down(x.to(self.down.weight.dtype))) * (self.multiplier * self.scale)
+
+
+def _add_adapter_output(linear: nn.Linear, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+    return output + getattr(linear, ADAPTER_NAME)(inputs[0]).to(output.dtype)
+
+
+@dataclass
+class LoRANetwork:
+    """The adapters of one model, by kohya name."""
+
+    adapters: dict[str, LoRAAdapter]
+    paths: dict[str, str]  # kohya name -> path of the adapted Linear
+
+    def parameters(self):
+        for adapter in self.adapters.values():
+            yield from adapter.parameters()
+
+    def state_dict(self, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+        """The kohya-format tensors."""
+        tensors = {}
+        for name, adapter in sorted(self.adapters.items()):
+            tensors[f"{name}.lora_down.weight"] = adapter.down.weight.detach().to("cpu", dtype).contiguous()
+            tensors[f"{name}.lora_up.weight"] = adapter.up.weight.detach().to("cpu", dtype).contiguous()
+            tensors[f"{name}.alpha"] = adapter.alpha.detach().to("cpu", torch.float32).clone()
+        return tensors
+
+
+def inject_lora(model: nn.Module, targets: LoRATargets, rank: int, alpha: float) -> LoRANetwork:
+    """Give every target Linear of ``model`` a fresh adapter (in the Linear's device, float32)."""
+    if rank < 1:
+        raise InputError("lora.rank", f"is {rank}", "1 or more")
+    found = find_targets(model, targets)
+    if not found:
+        raise InputError("model", f"has no Linear layer for LoRA prefix '{targets.prefix}'", "the model this recipe is for")
+    adapters = {}
+    for name, (_, linear) in found.items():
+        adapter = LoRAAdapter(linear.in_features, linear.out_features, rank, alpha).to(linear.weight.device)
+        linear.add_module(ADAPTER_NAME, adapter)
+        linear.register_forward_hook(_add_adapter_output)
+        adapters[name] = adapter
+    return LoRANetwork(adapters, {name: path for name, (path, _) in found.items()})
+
+
+def save_kohya(networks: list[LoRANetwork], path: str | Path, dtype: str = "fp32",
+               metadata: Optional[dict[str, str]] = None) -> Path:
+    """Write the adapters of ``networks`` as one kohya-format safetensors file."""
+    from safetensors.torch import save_file
+
+    if dtype not in SAVE_DTYPES:
+        raise InputError("lora.save_dtype", f"is '{dtype}'", "one of " + ", ".join(SAVE_DTYPES))
+    tensors: dict[str, torch.Tensor] = {}
+    for network in networks:
+        tensors.update(network.state_dict(SAVE_DTYPES[dtype]))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata={key: str(value) for key, value in (metadata or {}).items()})
+    return path
+
+
+def read_kohya(path: str | Path) -> dict[str, dict[str, torch.Tensor]]:
+    """kohya name -> {"lora_down.weight", "lora_up.weight", "alpha"?} of a LoRA file."""
+    from ..checkpoints import load_state_dict
+
+    grouped: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in load_state_dict(path).items():
+        name, dot, element = key.partition(".")
+        if not dot or element not in ("lora_down.weight", "lora_up.weight", "alpha"):
+            raise CheckpointError(f"'{path}' has key '{key}', which is not a kohya LoRA key")
+        grouped.setdefault(name, {})[element] = value
+    return grouped
+
+
+def load_into_networks(networks: list[LoRANetwork], path: str | Path) -> None:
+    """Put the weights of a kohya file (e.g. a previous training's) into the adapters; strict."""
+    from ..errors import CheckpointMismatchError
+
+    grouped = read_kohya(path)
+    adapters = {name: adapter for network in networks for name, adapter in network.adapters.items()}
+    missing, unexpected = sorted(set(adapters) - set(grouped)), sorted(set(grouped) - set(adapters))
+    if missing or unexpected:
+        raise CheckpointMismatchError(str(path), "this LoRA network", missing, unexpected)
+    with torch.no_grad():
+        for name, adapter in adapters.items():
+            adapter.down.weight.copy_(grouped[name]["lora_down.weight"])
+            adapter.up.weight.copy_(grouped[name]["lora_up.weight"])
+            if "alpha" in grouped[name]:
+                adapter.alpha.copy_(grouped[name]["alpha"])
