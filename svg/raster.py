@@ -83,18 +83,14 @@ def _rasterise_torch(layout: PathLayout, frames: torch.Tensor, height: int, widt
     chord_group = segment_group[chord_segment]
     chord_start = _chord_starts(chord_segment)
     start, end = samples[:, chord_start], samples[:, chord_start + 1]
-    pieces = _split_at_grid(start, end)  # tuple of [F, L, 3] tensors
+    pieces = (*_split_at_grid(start, end), (height, width))  # piece starts, piece ends [F, L, 3, 2], size
     fills = layout.group_fill.to(device=device, dtype=dtype)
     even_odd = layout.group_even_odd.to(device)
-    for first, last, box in _chunks(chord_group, start, end, layout.num_groups, num_frames, height, width):
-        chunk_colour, chunk_alpha = _composite_chunk(pieces, chord_group, first, last, box, fills, even_odd,
-                                                      num_frames, dtype, device)
-        y0, y1, x0, x1 = box
-        pad = (x0, width - x1, y0, height - y1)
-        chunk_alpha = torch.nn.functional.pad(chunk_alpha, pad)
-        chunk_colour = torch.nn.functional.pad(chunk_colour.permute(0, 3, 1, 2), pad).permute(0, 2, 3, 1)
-        colour = colour * (1 - chunk_alpha).unsqueeze(-1) + chunk_colour
-        alpha = alpha * (1 - chunk_alpha) + chunk_alpha
+    chunks = _chunks(chord_group, start, end, layout.num_groups, num_frames, height, width)
+    if torch.is_grad_enabled() and pieces[0].requires_grad:
+        colour, alpha = _composite_differentiable(pieces, chord_group, chunks, fills, even_odd, colour, alpha)
+    else:
+        _composite_in_place(pieces, chord_group, chunks, fills, even_odd, colour, alpha)
     straight = colour / alpha.clamp_min(1e-12).unsqueeze(-1)
     straight = torch.where(alpha.unsqueeze(-1) > 0, straight, torch.zeros_like(straight))
     return torch.cat([straight.clamp(0, 1), alpha.clamp(0, 1).unsqueeze(-1)], dim=-1)
@@ -161,8 +157,8 @@ def _split_at_grid(start: torch.Tensor, end: torch.Tensor):
     return points[:, :, :-1], points[:, :, 1:]
 
 
-def _chunks(chord_group, start, end, num_groups, num_frames, height, width):
-    """Consecutive shape ranges whose pixel boxes (over all frames) fit the memory budget."""
+def _group_boxes(chord_group, start, end, num_groups, height, width):
+    """Per shape the pixel box (y0, y1, x0, x1) its chords touch over all frames, or None."""
     with torch.no_grad():
         index = chord_group.view(-1, 1).expand(-1, 2)
         lows = torch.full((num_groups, 2), math.inf, dtype=start.dtype, device=start.device)
@@ -179,6 +175,12 @@ def _chunks(chord_group, start, end, num_groups, num_frames, height, width):
             y0 = int(min(max(math.floor(low_y), 0), height))
             y1 = int(min(max(math.floor(high_y) + 1, 0), height))
             boxes.append((y0, y1, x0, x1) if x1 > x0 and y1 > y0 else None)
+    return boxes
+
+
+def _chunks(chord_group, start, end, num_groups, num_frames, height, width):
+    """Consecutive shape ranges whose joint pixel box (over all frames) fits the memory budget."""
+    boxes = _group_boxes(chord_group, start, end, num_groups, height, width)
     first = 0
     while first < num_groups:
         if boxes[first] is None:
@@ -199,15 +201,61 @@ def _chunks(chord_group, start, end, num_groups, num_frames, height, width):
         first = last
 
 
-def _composite_chunk(pieces, chord_group, first, last, box, fills, even_odd, num_frames, dtype, device):
-    """Coverage of shapes ``first..last-1`` inside ``box`` and their "over" composite (premultiplied)."""
-    y0, y1, x0, x1 = box
-    box_h, box_w = y1 - y0, x1 - x0
+def _composite_differentiable(pieces, chord_group, chunks, fills, even_odd, colour, alpha):
+    """Composite chunk by chunk with out-of-place operations (autograd keeps what it needs)."""
+    num_frames, height, width = alpha.shape
+    for first, last, box in chunks:
+        coverage = _coverage(pieces, chord_group, first, last, box, even_odd, num_frames)
+        paint = fills[first:last]
+        a = coverage * paint[:, 3].view(1, -1, 1, 1)
+        through = torch.flip(torch.cumprod(torch.flip(1 - a, [1]), 1), [1])  # prod_{h >= g} (1 - a_h)
+        after = torch.cat([through[:, 1:], torch.ones_like(through[:, :1])], dim=1)  # prod_{h > g}
+        chunk_colour = torch.einsum("fghw,gc->fhwc", a * after, paint[:, :3])
+        chunk_alpha = 1 - through[:, 0]
+        y0, y1, x0, x1 = box
+        pad = (x0, width - x1, y0, height - y1)
+        chunk_alpha = torch.nn.functional.pad(chunk_alpha, pad)
+        chunk_colour = torch.nn.functional.pad(chunk_colour.permute(0, 3, 1, 2), pad).permute(0, 2, 3, 1)
+        colour = colour * (1 - chunk_alpha).unsqueeze(-1) + chunk_colour
+        alpha = alpha * (1 - chunk_alpha) + chunk_alpha
+    return colour, alpha
+
+
+def _composite_in_place(pieces, chord_group, chunks, fills, even_odd, colour, alpha):
+    """Without gradients: one shape at a time, only inside its own pixel box."""
+    num_frames = alpha.shape[0]
+    for first, last, _ in chunks:
+        for group in range(first, last):
+            coverage = _coverage(pieces, chord_group, group, group + 1, None, even_odd, num_frames)
+            if coverage is None:
+                continue
+            coverage, (y0, y1, x0, x1) = coverage
+            a = coverage[:, 0] * fills[group, 3]
+            keep = 1 - a
+            colour[:, y0:y1, x0:x1] *= keep.unsqueeze(-1)
+            colour[:, y0:y1, x0:x1] += a.unsqueeze(-1) * fills[group, :3]
+            alpha[:, y0:y1, x0:x1] *= keep
+            alpha[:, y0:y1, x0:x1] += a
+
+
+def _coverage(pieces, chord_group, first, last, box, even_odd, num_frames):
+    """Coverage [F, shapes, h, w] of shapes ``first..last-1`` inside ``box``; with ``box=None`` the
+    shapes' own box is used and (coverage, box) is returned (None when nothing is visible)."""
+    dtype, device = pieces[0].dtype, pieces[0].device
     groups = last - first
     # Chords are stored in paint order, so a range of shapes is a slice of chords.
     bounds = torch.tensor([first, last], device=chord_group.device)
     begin, stop = torch.searchsorted(chord_group, bounds).tolist()
     piece_start, piece_end = pieces[0][:, begin:stop], pieces[1][:, begin:stop]  # [F, l, 3, 2]
+    own_box = box is None
+    if own_box:
+        if stop == begin:
+            return None
+        box = _piece_box(piece_start, piece_end, pieces[2])
+        if box is None:
+            return None
+    y0, y1, x0, x1 = box
+    box_h, box_w = y1 - y0, x1 - x0
     local_group = (chord_group[begin:stop] - first).view(1, -1, 1)
     dy = piece_end[..., 1] - piece_start[..., 1]
     mid = (piece_start + piece_end) / 2
@@ -232,10 +280,16 @@ def _composite_chunk(pieces, chord_group, first, last, box, fills, even_odd, num
     magnitude = winding.abs()
     rule = even_odd[first:last].view(1, -1, 1, 1)
     coverage = torch.where(rule, 1 - (1 - torch.remainder(magnitude, 2)).abs(), magnitude.clamp(max=1))
-    paint = fills[first:last]
-    a = coverage * paint[:, 3].view(1, -1, 1, 1)
-    through = torch.flip(torch.cumprod(torch.flip(1 - a, [1]), 1), [1])  # prod_{h >= g} (1 - a_h)
-    after = torch.cat([through[:, 1:], torch.ones_like(through[:, :1])], dim=1)  # prod_{h > g}
-    chunk_colour = torch.einsum("fghw,gc->fhwc", a * after, paint[:, :3])
-    chunk_alpha = 1 - through[:, 0]
-    return chunk_colour, chunk_alpha
+    return (coverage, box) if own_box else coverage
+
+
+def _piece_box(piece_start, piece_end, size):
+    height, width = size
+    with torch.no_grad():
+        low = torch.minimum(piece_start, piece_end).reshape(-1, 2).amin(0).tolist()
+        high = torch.maximum(piece_start, piece_end).reshape(-1, 2).amax(0).tolist()
+    x0 = int(min(max(math.floor(low[0]), 0), width))
+    x1 = int(min(max(math.floor(high[0]) + 1, 0), width))
+    y0 = int(min(max(math.floor(low[1]), 0), height))
+    y1 = int(min(max(math.floor(high[1]) + 1, 0), height))
+    return (y0, y1, x0, x1) if x1 > x0 and y1 > y0 else None
