@@ -35,6 +35,19 @@ def silhouette(drawing: Drawing, scale: int = CONTOUR_RENDER_SCALE) -> np.ndarra
     return alpha >= 128
 
 
+def _spread_along_rows(reach: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Mark every background run (in each row) that holds a reached pixel."""
+    flat_background = background.ravel()
+    run_start = flat_background.copy()
+    run_start[1:] &= ~flat_background[:-1]
+    run_start[:: background.shape[1]] = flat_background[:: background.shape[1]]  # runs never wrap rows
+    run_id = np.cumsum(run_start) * flat_background
+    reached = np.zeros(run_id.max() + 1, bool)
+    reached[run_id[reach.ravel() & flat_background]] = True
+    reached[0] = False
+    return reached[run_id].reshape(background.shape)
+
+
 def _outside_background(mask: np.ndarray) -> np.ndarray:
     """Background pixels 4-connected to the image frame (of a mask padded by one pixel)."""
     background = ~mask
@@ -42,12 +55,8 @@ def _outside_background(mask: np.ndarray) -> np.ndarray:
     reach[0, :] = reach[-1, :] = reach[:, 0] = reach[:, -1] = True
     reach &= background
     while True:
-        grown = reach.copy()
-        grown[1:, :] |= reach[:-1, :]
-        grown[:-1, :] |= reach[1:, :]
-        grown[:, 1:] |= reach[:, :-1]
-        grown[:, :-1] |= reach[:, 1:]
-        grown &= background
+        grown = _spread_along_rows(reach, background)
+        grown = _spread_along_rows(grown.T.copy(), background.T.copy()).T
         if np.array_equal(grown, reach):
             return reach
         reach = grown

@@ -49,12 +49,15 @@ def rasterise(layout: PathLayout, points: torch.Tensor, size: int | tuple[int, i
         from .raster_diffvg import rasterise_diffvg
 
         rgba = rasterise_diffvg(layout, frames, height, width)
+        colour, alpha = rgba[..., :3] * rgba[..., 3:], rgba[..., 3]
     else:
-        rgba = _rasterise_torch(layout, frames, height, width)
-    if background is None:
-        return rgba
-    back = torch.as_tensor(background, dtype=rgba.dtype, device=rgba.device)
-    return rgba[..., :3] * rgba[..., 3:] + back * (1 - rgba[..., 3:])
+        colour, alpha = _rasterise_torch(layout, frames, height, width)
+    if background is not None:
+        back = torch.as_tensor(background, dtype=colour.dtype, device=colour.device)
+        return (colour + back * (1 - alpha).unsqueeze(-1)).clamp(0, 1)
+    straight = colour / alpha.clamp_min(1e-12).unsqueeze(-1)
+    straight = torch.where(alpha.unsqueeze(-1) > 0, straight, torch.zeros_like(straight))
+    return torch.cat([straight.clamp(0, 1), alpha.clamp(0, 1).unsqueeze(-1)], dim=-1)
 
 
 def _output_size(layout: PathLayout, size) -> tuple[int, int]:
@@ -68,7 +71,8 @@ def _output_size(layout: PathLayout, size) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def _rasterise_torch(layout: PathLayout, frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def _rasterise_torch(layout: PathLayout, frames: torch.Tensor, height: int, width: int):
+    """Premultiplied colour [F, H, W, 3] and alpha [F, H, W]."""
     dtype = frames.dtype if frames.dtype in (torch.float32, torch.float64) else torch.float32
     device = frames.device
     num_frames = frames.shape[0]
@@ -91,9 +95,7 @@ def _rasterise_torch(layout: PathLayout, frames: torch.Tensor, height: int, widt
         colour, alpha = _composite_differentiable(pieces, chord_group, chunks, fills, even_odd, colour, alpha)
     else:
         _composite_in_place(pieces, chord_group, chunks, fills, even_odd, colour, alpha)
-    straight = colour / alpha.clamp_min(1e-12).unsqueeze(-1)
-    straight = torch.where(alpha.unsqueeze(-1) > 0, straight, torch.zeros_like(straight))
-    return torch.cat([straight.clamp(0, 1), alpha.clamp(0, 1).unsqueeze(-1)], dim=-1)
+    return colour, alpha
 
 
 def _lines_as_cubics(control: torch.Tensor, is_line: torch.Tensor) -> torch.Tensor:

@@ -163,6 +163,8 @@ def deform(rig: ClipartRig, keypoints: torch.Tensor) -> torch.Tensor:
         displacement = vertices - layer.solver.rest
         corners = displacement[:, layer.triangles[layer.face_index]]  # [F, p, 3, 2]
         moved = (corners * layer.bary.unsqueeze(-1)).sum(2)
+        if len(rig.layers) == 1:  # one layer holds every point, in order
+            return (rest.to(torch.float64) + moved).to(torch.float32)
         layer_points = (rest[layer.point_index].to(torch.float64) + moved).to(torch.float32)
         points = points.index_copy(1, layer.point_index, layer_points)
     return points
