@@ -98,6 +98,44 @@ def find_model(family: model_registry.ModelFamily, role: str) -> str:
     return str(model_registry.require(family, role, ComfyLocator()))
 
 
+# ----------------------------------------------------------------------------- input and output files
+
+
+def input_files(suffixes: Iterable[str]) -> list[str]:
+    """Files with one of these suffixes in ComfyUI's input folder (one level of sub-folders as 'sub/name')."""
+    root = folder_paths.get_input_directory()
+    suffixes = tuple(s.lower() for s in suffixes)
+    found = []
+    if not os.path.isdir(root):
+        return found
+    for entry in sorted(os.listdir(root)):
+        path = os.path.join(root, entry)
+        if os.path.isfile(path) and entry.lower().endswith(suffixes):
+            found.append(entry)
+        elif os.path.isdir(path):
+            found += [f"{entry}/{name}" for name in sorted(os.listdir(path))
+                      if name.lower().endswith(suffixes) and os.path.isfile(os.path.join(path, name))]
+    return found
+
+
+def input_file_path(name: str, input_name: str, expected: str) -> str:
+    """Full path of a file chosen from ComfyUI's input folder; refuses names that leave it."""
+    root = os.path.realpath(folder_paths.get_input_directory())
+    path = os.path.realpath(os.path.join(root, name))
+    if os.path.commonpath((root, path)) != root or path == root:
+        raise InputError(input_name, f"'{name}' is outside ComfyUI's input folder", "a file inside it")
+    if not os.path.isfile(path):
+        raise InputError(input_name, f"'{name}' does not exist in {root}", expected)
+    return path
+
+
+def output_location(filename_prefix: str, width: int = 0, height: int = 0) -> tuple[str, str, int, str]:
+    """(folder, file stem, counter, subfolder) for new files in ComfyUI's output folder (never outside it)."""
+    output_dir = folder_paths.get_output_directory()
+    folder, stem, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, output_dir, width, height)
+    return folder, stem, counter, subfolder
+
+
 # ----------------------------------------------------------------------------- devices and dtypes
 
 

@@ -185,3 +185,24 @@ def animation_from_record(drawing: Drawing, record: export.MotionRecord, name: s
     settings = RigSettings(**{k: v for k, v in record.rig.items() if k in known})
     rig = build_rig(drawing, record.rest_keypoints, record.bones, layers, settings)
     return ClipartAnimation(rig, torch.from_numpy(record.keypoints), record.fps, record.motion, name, svg_sha256)
+
+
+def rig_preview(rig: ClipartRig, size: int | None = None) -> torch.Tensor:
+    """The artwork on white with its keypoints (numbered) and bones drawn over it: IMAGE [1, H, W, 3]."""
+    from PIL import Image, ImageDraw
+
+    from .raster import rasterise
+
+    with torch.no_grad():
+        frame = rasterise(rig.layout, rig.rest_points, size, (1.0, 1.0, 1.0))[0]
+    image = Image.fromarray(frame.mul(255).round().byte().numpy())
+    scale = image.width / rig.canvas[0]
+    draw = ImageDraw.Draw(image)
+    points = rig.keypoints.numpy() * scale
+    radius = max(2.0, 3.0 * scale)
+    for a, b in rig.bones:
+        draw.line([tuple(points[a]), tuple(points[b])], fill=(40, 170, 90), width=max(1, int(round(1.5 * scale))))
+    for index, (x, y) in enumerate(points):
+        draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=(220, 40, 60))
+        draw.text((x + radius + 1, y - radius - 1), str(index), fill=(20, 20, 120))
+    return torch.from_numpy(np.asarray(image, np.float32) / 255.0).unsqueeze(0)

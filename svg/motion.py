@@ -206,11 +206,18 @@ def _wave(figure, drive, amplitude, rng):
 
 def _bounce(figure, drive, amplitude, rng):
     """Hop in place: up and down with a stretch in flight, landing on the base."""
-    lift = 0.10 * figure.size * amplitude * np.abs(drive.sin(rate=0.5))
+    lift = _lift(figure, 0.10 * amplitude) * np.abs(drive.sin(rate=0.5))
     stretch = 1 + 0.08 * amplitude * np.abs(drive.sin())
     poses = _scale_about(figure.keypoints, figure.base, 1 / np.sqrt(stretch), stretch)
     poses[..., 1] -= lift[:, None]
     return poses
+
+
+def _lift(figure: Figure, fraction: float) -> float:
+    """How high to leave the ground: ``fraction`` of the figure's size, less when the canvas top is near."""
+    wanted = fraction * figure.size
+    headroom = max(float(figure.low[1]) - 2.0, 0.0)
+    return min(wanted, max(headroom, 0.3 * wanted))
 
 
 def _smoothstep(x):
@@ -237,7 +244,7 @@ def _jump(figure, drive, amplitude, rng):
     base = figure.base
     poses = np.stack([base[0] + sx[:, None] * (poses[..., 0] - base[0]),
                       base[1] + sy[:, None] * (poses[..., 1] - base[1])], -1)
-    poses[..., 1] -= (0.25 * figure.size * amplitude * flight)[:, None]
+    poses[..., 1] -= (_lift(figure, 0.25 * amplitude) * flight)[:, None]
     return poses
 
 

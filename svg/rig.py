@@ -95,11 +95,15 @@ def _check_keypoints(keypoints: np.ndarray, drawing: Drawing) -> np.ndarray:
     return keypoints
 
 
-def _build_layer(name: str, part: Drawing, keypoints: np.ndarray, keypoint_index: np.ndarray,
-                 settings: RigSettings) -> tuple[Drawing, mesh.Mesh, ArapSolver, np.ndarray, np.ndarray, int]:
+def _build_layer(part: Drawing, keypoints: np.ndarray, keypoint_index: np.ndarray, settings: RigSettings):
     outline = contour.drawing_outline(part, settings.boundary_simplify)
     ring, steps = contour.dilate_until_inside(outline, part.all_points())
     layer_mesh = mesh.triangulate(ring, keypoints[keypoint_index], settings.max_tri_area, settings.min_tri_angle)
+    return (*_carry(part, layer_mesh, settings), steps)
+
+
+def _carry(part: Drawing, layer_mesh: mesh.Mesh, settings: RigSettings):
+    """Subdivide the drawing at the mesh edges, bind its points and prefactor ARAP."""
     if settings.subdivide:
         part = mesh.subdivide(part, layer_mesh.vertices, layer_mesh.edges)
     # The bound points are the float32 points that get deformed, as in the reference.
@@ -108,7 +112,21 @@ def _build_layer(name: str, part: Drawing, keypoints: np.ndarray, keypoint_index
     # ARAP runs on the float32 vertices (as AniClipart's), the binding on the float64 ones.
     solver = ArapSolver.build(layer_mesh.vertices.astype(np.float32).astype(np.float64), layer_mesh.triangles,
                               layer_mesh.handle_index, settings.arap_weight)
-    return part, layer_mesh, solver, face_index, bary, steps
+    return part, layer_mesh, solver, face_index, bary
+
+
+def rig_from_mesh(drawing: Drawing, keypoints: np.ndarray, layer_mesh: mesh.Mesh, bones: np.ndarray | None = None,
+                  settings: RigSettings | None = None) -> ClipartRig:
+    """Rig a drawing on a given mesh (its handles are the keypoints) instead of meshing its outline."""
+    settings = settings or RigSettings()
+    keypoints = np.asarray(keypoints, np.float64)
+    part, layer_mesh, solver, face_index, bary = _carry(drawing, layer_mesh, settings)
+    layout, rest_points = layout_drawing(part)
+    layer = RigLayer("all", layer_mesh, solver, torch.arange(len(keypoints)), torch.arange(layout.num_points),
+                     torch.from_numpy(face_index), torch.from_numpy(bary), torch.from_numpy(layer_mesh.triangles))
+    bones = np.zeros((0, 2), np.int64) if bones is None else np.asarray(bones, np.int64).reshape(-1, 2)
+    return ClipartRig(drawing, part, layout, rest_points, torch.from_numpy(keypoints), bones, [layer], settings,
+                      None, list(drawing.warnings))
 
 
 def build_rig(drawing: Drawing, keypoints: np.ndarray, bones: np.ndarray | None = None,
@@ -128,7 +146,7 @@ def build_rig(drawing: Drawing, keypoints: np.ndarray, bones: np.ndarray | None 
     built = []
     for layer in definitions:
         part, layer_mesh, solver, face_index, bary, steps = _build_layer(
-            layer.name, drawing.subset(layer.path_index), keypoints, np.array(layer.control_index), settings)
+            drawing.subset(layer.path_index), keypoints, np.array(layer.control_index), settings)
         for shape_index, group in zip(layer.path_index, part.groups):
             group_parts[shape_index] = group
         built.append((layer, layer_mesh, solver, face_index, bary, steps))
