@@ -27,6 +27,7 @@ MAX_SHAPES = 10_000
 MAX_SEGMENTS = 1_000_000
 MAX_RENDERED_ELEMENTS = 100_000
 MAX_DOCUMENT_SIZE = 1e7
+MIN_DOCUMENT_SIZE = 1e-3
 _UNITS = {"": 1.0, "px": 1.0, "pt": 4.0 / 3.0, "pc": 16.0, "mm": 96 / 25.4, "cm": 96 / 2.54, "in": 96.0,
           "em": 16.0, "ex": 8.0, "%": None}
 _SKIPPED_CONTAINERS = {"defs", "symbol", "clipPath", "mask", "pattern", "marker", "metadata", "title", "desc",
@@ -442,10 +443,10 @@ def _viewport(root: Element, input_name: str):
         box = [0.0, 0.0, width, height]
     if box is not None:
         x, y, w, h = box
-        if not all(math.isfinite(v) for v in box) or w <= 0 or h <= 0 or max(w, h) > MAX_DOCUMENT_SIZE \
+        if not all(math.isfinite(v) for v in box) or min(w, h) < MIN_DOCUMENT_SIZE or max(w, h) > MAX_DOCUMENT_SIZE \
                 or max(abs(x), abs(y)) > MAX_DOCUMENT_SIZE or max(w, h) / min(w, h) > 1e4:
             raise InputError(input_name, f"has an absurd drawing area {box}",
-                             f"a viewBox with positive sizes below {MAX_DOCUMENT_SIZE:g} and a sane aspect ratio")
+                             f"a viewBox with sizes from {MIN_DOCUMENT_SIZE:g} to {MAX_DOCUMENT_SIZE:g} and an aspect ratio below 10000")
     return box, root.attrib.get("preserveAspectRatio", "xMidYMid meet")
 
 

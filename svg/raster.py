@@ -11,6 +11,7 @@ gradients reach the path points. When ``pydiffvg`` is importable it can be used 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -19,11 +20,13 @@ from ..pipelines.errors import InputError
 from .paths import PathLayout
 
 MAX_CHORD = 0.95  # px: a chord this short crosses at most one grid line per axis
+MAX_CHORD_DEVIATION = 0.01  # px: how far a chord may stray from its curve
 MAX_CHORDS = 20_000_000  # per call (frames x chords): beyond this the shapes are absurdly far outside the canvas
 CHUNK_ELEMENTS = 16_000_000  # frames x shapes x pixels handled at once
 BACKENDS = ("auto", "torch", "diffvg")
 
 
+@functools.lru_cache(maxsize=1)
 def _diffvg_available() -> bool:
     try:
         import pydiffvg  # noqa: F401
@@ -33,11 +36,12 @@ def _diffvg_available() -> bool:
 
 
 def rasterise(layout: PathLayout, points: torch.Tensor, size: int | tuple[int, int] | None = None,
-              background: tuple[float, float, float] | None = None, backend: str = "torch") -> torch.Tensor:
+              background: tuple[float, float, float] | None = None, backend: str = "auto") -> torch.Tensor:
     """Render filled paths.
 
     ``points``: ``[P, 2]`` or ``[F, P, 2]`` in canvas pixels (the layout's ``width`` x ``height``).
     ``size``: output ``(height, width)`` or one side for a square canvas; the drawing is scaled to it.
+    ``backend``: "torch" (this module), "diffvg" (needs ``pydiffvg``) or "auto" (diffvg when importable).
     Returns ``[F, H, W, 4]`` straight (not premultiplied) RGBA in 0..1, or ``[F, H, W, 3]`` composited
     on ``background`` (an RGB triple) when given.
     """
@@ -45,6 +49,8 @@ def rasterise(layout: PathLayout, points: torch.Tensor, size: int | tuple[int, i
         raise InputError("backend", f"'{backend}' is unknown", "one of " + ", ".join(BACKENDS))
     frames = points if points.dim() == 3 else points.unsqueeze(0)
     height, width = _output_size(layout, size)
+    if backend == "diffvg" and not _diffvg_available():
+        raise InputError("backend", "'diffvg' needs the pydiffvg package, which is not installed", "'torch' or 'auto'")
     if backend == "diffvg" or (backend == "auto" and _diffvg_available()):
         from .raster_diffvg import rasterise_diffvg
 
@@ -119,8 +125,12 @@ def _sample_chords(control: torch.Tensor):
     """Points along every segment at ``k / n`` (n per segment, same for all frames) -> [F, T, 2]."""
     with torch.no_grad():
         edges = (control[:, :, 1:] - control[:, :, :-1]).norm(dim=-1)  # [F, S, 3]
-        # |B'(t)| <= 3 max edge, so n = ceil(3 max edge / MAX_CHORD) chords are each shorter than MAX_CHORD.
-        counts = torch.ceil(3 * edges.amax(dim=(0, 2)) / MAX_CHORD).clamp_min(1).long()
+        bends = (control[:, :, 2:] - 2 * control[:, :, 1:-1] + control[:, :, :-2]).norm(dim=-1)  # [F, S, 2]
+        # |B'| <= 3 max edge: n >= 3 max edge / MAX_CHORD keeps chords shorter than MAX_CHORD;
+        # |B''| <= 6 max bend and a chord strays at most |B''| / (8 n^2) from its arc: n >= sqrt(6 bend / (8 tol)).
+        counts = torch.maximum(torch.ceil(3 * edges.amax(dim=(0, 2)) / MAX_CHORD),
+                               torch.ceil(torch.sqrt(0.75 * bends.amax(dim=(0, 2)) / MAX_CHORD_DEVIATION)))
+        counts = counts.clamp_min(1).long()
     total = int(counts.sum()) * control.shape[0]
     if total > MAX_CHORDS:
         raise InputError("points", f"need {total} chords to draw (shapes reach far outside the canvas)",
@@ -272,7 +282,7 @@ def _coverage(pieces, chord_group, first, last, box, even_odd, num_frames):
     valid = (cell_y >= 0) & (cell_y < box_h) & (cell_x < box_w) & (cell_x >= 0)
     frame = torch.arange(num_frames, device=device).view(-1, 1, 1)
     row = ((frame * groups + local_group) * box_h + cell_y.clamp(0, box_h - 1)) * (box_w + 1)
-    flat = (row + cell_x.clamp(0, box_w)).expand_as(dy)
+    flat = (row + cell_x.clamp(0, box_w - 1)).expand_as(dy)  # invalid pieces add 0 somewhere harmless
     here = torch.where(valid, dy * (1 - fraction), torch.zeros_like(dy))
     right = torch.where(valid, dy * fraction, torch.zeros_like(dy))
     accumulator = torch.zeros(num_frames * groups * box_h * (box_w + 1), dtype=dtype, device=device)
