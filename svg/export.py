@@ -131,7 +131,7 @@ def animated_svg(layout: PathLayout, frames, fps: float, rest_points=None, width
         inner = ""
         if moving:
             values = ";".join(path_data(layout, frames[f], g, decimals) for f in range(count))
-            inner = (f'<animate attributeName="d" dur="{duration:.6g}s" calcMode="discrete" '
+            inner = (f'<animate attributeName="d" dur="{duration:.9g}s" calcMode="discrete" '
                      f'repeatCount="{"indefinite" if repeat else "1"}" fill="freeze" keyTimes="{key_times}" values="{values}"/>')
         shapes.append(_path_element(layout, g, first, inner))
     return _document(layout, shapes, width, height)

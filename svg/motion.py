@@ -150,6 +150,17 @@ def _limbs(figure: Figure) -> list[list[int]]:
     return figure.tree.limbs()
 
 
+def _wings(figure: Figure) -> list[list[int]]:
+    """Limbs that reach sideways (wings, arms); legs and heads do not flap. All limbs if none do."""
+    chains = _limbs(figure)
+    wings = []
+    for chain in chains:
+        reach = figure.keypoints[chain[-1]] - figure.keypoints[chain[0]]
+        if abs(reach[0]) >= 0.5 * abs(reach[1]):
+            wings.append(chain)
+    return wings or chains
+
+
 def _reach(figure: Figure, chain: list[int]) -> float:
     """Turning gain of a limb: long limbs (a big part of the figure) turn less, so tips move alike."""
     length = float(np.linalg.norm(np.diff(figure.keypoints[chain], axis=0), axis=1).sum())
@@ -279,15 +290,19 @@ def _swim(figure, drive, amplitude, rng):
 
 
 def _flap(figure, drive, amplitude, rng):
-    """Wings (or arms): limbs beat up and down together, mirrored left/right, the body bobbing."""
-    chains = _limbs(figure)
+    """Wings (or arms): limbs beat together, mirrored left/right, more up than down, the body bobbing."""
+    chains = _wings(figure)
     offsets, gains = _jitter(rng, max(len(chains), 1), phase=0.1, gain=0.1)
-    beat = math.radians(22) * amplitude
+    beat = math.radians(24) * amplitude
 
     def angle(index, chain, joint):
-        weight = 1.0 if joint == 0 else 0.35
-        return -_side(figure, chain) * beat * gains[index] * _reach(figure, chain) * weight * \
-            drive.sin(offsets[index] - 0.6 * joint)
+        # A limb of two or more bones beats from its second joint (a shoulder), not from where it meets
+        # the body, which would squeeze the armpit.
+        main = 0 if len(chain) == 2 else 1
+        weight = 1.0 if joint == main else (0.25 if joint < main else 0.35)
+        phase = offsets[index] - 0.6 * max(joint - main, 0)
+        upward = 0.7 * drive.sin(phase) + 0.6 * drive.rise(phase)  # from -0.4 (down) to 1.0 (up)
+        return -_side(figure, chain) * beat * gains[index] * _reach(figure, chain) * weight * upward
 
     poses = figure.tree.forward(figure.keypoints, _limb_angles(figure, chains, angle)) if chains else \
         np.repeat(figure.keypoints[None], len(drive), 0)

@@ -177,8 +177,13 @@ def deform(rig: ClipartRig, keypoints: torch.Tensor) -> torch.Tensor:
     rest = rig.rest_points.to(device)
     points = rest.unsqueeze(0).expand(frames, -1, -1)
     for layer in rig.layers:
-        vertices = layer.solver.solve(targets[:, layer.keypoint_index])  # [F, V, 2] float64
+        handles = targets[:, layer.keypoint_index]
+        vertices = layer.solver.solve(handles)  # [F, V, 2] float64
         displacement = vertices - layer.solver.rest
+        # Handles exactly at rest leave the art exactly as parsed (the solve is only accurate to ~1e-9);
+        # x - x.detach() is 0 but keeps the gradient.
+        at_rest = (handles == rig.keypoints[layer.keypoint_index].to(handles)).all(dim=2).all(dim=1).view(-1, 1, 1)
+        displacement = torch.where(at_rest, displacement - displacement.detach(), displacement)
         corners = displacement[:, layer.triangles[layer.face_index]]  # [F, p, 3, 2]
         moved = (corners * layer.bary.unsqueeze(-1)).sum(2)
         if len(rig.layers) == 1:  # one layer holds every point, in order
