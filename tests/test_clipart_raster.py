@@ -157,3 +157,36 @@ def test_diffvg_is_optional_and_used_when_importable(monkeypatch):
     assert (width, height) == (64, 64) and len(shapes) == 3 and len(groups) == 2
     torch.testing.assert_close(shapes[0][1]["points"], points[:len(shapes[0][1]["points"])].float() * 2)
     assert groups[1][1]["use_even_odd_rule"] and groups[1][1]["shape_ids"].tolist() == [1, 2]
+
+
+def test_gradients_flow_from_pixels_to_trajectories_through_the_rig():
+    """The chain the text-guided mode optimises: Bézier control points -> poses -> ARAP -> points -> pixels."""
+    from comfyui_animate_suite import svg
+
+    rig = svg.load_clipart(lib.EXAMPLES / "gingerbread.svg").rig
+    control = svg.init_bezier(rig.keypoints, 8.0, 256, 256, seed=3).requires_grad_(True)
+    trajectories = svg.fix_start(control, rig.keypoints)
+    poses = svg.bezier_poses(trajectories, svg.sample_times(12, 2))
+    frames = svg.rasterise(rig.layout, svg.deform(rig, poses), 64, background=(1.0, 1.0, 1.0))
+    assert frames.shape == (3, 64, 64, 3)
+    target = torch.rand(3, 64, 64, 3, generator=torch.Generator().manual_seed(1))
+    loss = ((frames - target) ** 2).mean()
+    loss.backward()
+    gradient = control.grad
+    assert torch.isfinite(gradient).all() and gradient[:, 1:].abs().sum() > 0
+    assert gradient[:, 0].abs().sum() == 0, "the fixed start point gets no gradient"
+
+    def loss_of(moved):
+        poses = svg.bezier_poses(svg.fix_start(moved, rig.keypoints), svg.sample_times(12, 2))
+        image = svg.rasterise(rig.layout, svg.deform(rig, poses), 64, background=(1.0, 1.0, 1.0))
+        return ((image - target) ** 2).mean().item()
+
+    k, j = torch.nonzero(gradient[:, 1:].abs().sum(-1) == gradient[:, 1:].abs().sum(-1).max())[0].tolist()
+    step = 0.05
+    with torch.no_grad():
+        for axis in range(2):
+            plus, minus = control.detach().clone(), control.detach().clone()
+            plus[k, j + 1, axis] += step
+            minus[k, j + 1, axis] -= step
+            numeric = (loss_of(plus) - loss_of(minus)) / (2 * step)
+            assert numeric == pytest.approx(gradient[k, j + 1, axis].item(), rel=0.1, abs=1e-6)
