@@ -268,12 +268,17 @@ class AnimateSuiteSaveClipartSVG:
                 "size": ("INT", {"default": 512, "min": 16, "max": 4096, "step": 8, "tooltip": "Displayed width/height of the SVGs in pixels."}),
                 "frame_svgs": ("BOOLEAN", {"default": False, "tooltip": "Also write one SVG per frame into a folder."}),
                 "motion_json": ("BOOLEAN", {"default": True, "tooltip": "Also write the keypoint motion as JSON."}),
-            }
+            },
+            "optional": {
+                "rig_files": ("BOOLEAN", {"default": True,
+                                          "tooltip": "Also write the keypoints and bones as AniClipart side files (<name>_keypoint.svg, "
+                                                     "<name>_skeleton.txt, <name>_layer.json), reusable with Load Clipart SVG."}),
+            },
         }
 
-    def save(self, animation, filename_prefix, size, frame_svgs, motion_json):
+    def save(self, animation, filename_prefix, size, frame_svgs, motion_json, rig_files=True):
         from ..svg import animate as clipart_animate
-        from ..svg import export
+        from ..svg import export, rigfiles
 
         folder, stem, counter, subfolder = comfy_bridge.output_location(filename_prefix, size, size)
         base = f"{stem}_{counter:05d}"
@@ -283,6 +288,12 @@ class AnimateSuiteSaveClipartSVG:
         files = [(base + ".svg", clipart_animate.animation_svg(animation, size))]
         if motion_json:
             files.append((base + ".json", export.motion_json(clipart_animate.motion_record(animation))))
+        if rig_files:
+            rig = animation.rig
+            files.append((base + "_keypoint.svg", rigfiles.keypoint_svg(rig.keypoints.numpy(), *rig.canvas)))
+            files.append((base + "_skeleton.txt", rigfiles.skeleton_text(rig.bones)))
+            if rig.layer_definitions:
+                files.append((base + "_layer.json", rigfiles.layers_json(rig.layer_definitions)))
         export.write_text_files(folder, files)
         results = [{"filename": name, "subfolder": subfolder, "type": "output"} for name, _ in files]
         if frame_svgs:

@@ -1,17 +1,15 @@
 """``python -m comfyui_animate_suite clipart INPUT.svg --motion wave --out OUT.gif``
 
-Animates SVG clipart procedurally (no model, CPU) and writes a GIF, animated WebP, MP4, an animated
-SVG, a PNG sequence folder or the motion JSON, chosen by the suffix of ``--out``. Keypoints come
-from AniClipart's side files next to the SVG (``<name>_keypoint.svg``, ``<name>_skeleton.txt``,
-``<name>_layer.json``) or are detected from the silhouette. ``--replay MOTION.json`` re-renders a
-saved motion (any ``--size``). The text-guided mode (``--prompt``) is added by the AniClipart SDS
-pipeline, which registers its options through ``TEXT_GUIDED_HOOK``.
+The text-guided mode (``--prompt``) is added by the AniClipart SDS pipeline through
+``TEXT_GUIDED_HOOK``: its module's ``add_arguments(parser)`` adds options and its
+``run(args, clipart)`` returns a ``ClipartAnimation`` that is written out like a procedural one.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import time
 from pathlib import Path
 
@@ -21,11 +19,21 @@ OUTPUT_SUFFIXES = (".gif", ".webp", ".mp4", ".svg", ".json", "")  # "" = a folde
 TEXT_GUIDED_HOOK = "..pipelines.aniclipart.cli"
 
 
+DESCRIPTION = (
+    "Animates SVG clipart procedurally (no model, CPU) and writes a GIF, animated WebP, MP4, an animated SVG, "
+    "a folder of PNG and SVG frames or the motion JSON, chosen by the suffix of --out. Keypoints and bones come "
+    "from AniClipart's side files next to the SVG (<name>_keypoint.svg, <name>_skeleton.txt, <name>_layer.json) "
+    "or are detected from the silhouette. --replay MOTION.json re-renders a saved motion at any --size.")
+
+
 def _text_guided():
+    name = importlib.util.resolve_name(TEXT_GUIDED_HOOK, __package__)
     try:
-        return importlib.import_module(TEXT_GUIDED_HOOK, __package__)
-    except ModuleNotFoundError:
-        return None
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name is not None and name.startswith(error.name):
+            return None  # the text-guided pipeline is not part of this install
+        raise
 
 
 def register(subparsers) -> None:
@@ -33,7 +41,7 @@ def register(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "clipart", help="animate SVG clipart (procedural presets; no model needed)",
-        description=__doc__.split("\n\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description=DESCRIPTION, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("input", type=Path, help="the SVG to animate")
     parser.add_argument("--out", type=Path, required=True,
                         help="output: .gif, .webp, .mp4, .svg (animated), .json (motion) or a folder (PNG + SVG frames)")

@@ -46,10 +46,6 @@ class ShapeGroup:
     element_id: str = ""
     source_d: str | None = None  # the element's own path data when it needs no transform (lossless write-back)
 
-    @property
-    def num_points(self) -> int:
-        return sum(len(s.points) for s in self.subpaths)
-
 
 @dataclass
 class Drawing:
@@ -58,23 +54,12 @@ class Drawing:
     groups: list[ShapeGroup]
     warnings: list[str] = field(default_factory=list)
 
-    @property
-    def num_points(self) -> int:
-        return sum(g.num_points for g in self.groups)
-
     def all_points(self) -> np.ndarray:
         """Every point (segment ends and Bézier control points), [N, 2]."""
         return np.concatenate([s.points for g in self.groups for s in g.subpaths], axis=0)
 
     def subset(self, indices) -> "Drawing":
         return Drawing(self.width, self.height, [self.groups[i] for i in indices], list(self.warnings))
-
-    def scaled(self, factor: float) -> "Drawing":
-        """The same drawing on a canvas ``factor`` times larger (all coordinates scaled)."""
-        matrix = np.diag([factor, factor, 1.0])
-        groups = [ShapeGroup([s.transformed(matrix) for s in g.subpaths], g.fill, g.even_odd, g.element_id, None)
-                  for g in self.groups]
-        return Drawing(int(round(self.width * factor)), int(round(self.height * factor)), groups, list(self.warnings))
 
 
 # ----------------------------------------------------------------------------- small parsers

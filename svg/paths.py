@@ -12,8 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .document import Drawing, ShapeGroup
-from .pathdata import Subpath
+from .document import Drawing
 
 
 @dataclass
@@ -47,23 +46,6 @@ class PathLayout:
     def group_point_range(self, group: int) -> tuple[int, int]:
         members = np.nonzero(self.subpath_group == group)[0]
         return int(self.subpath_offsets[members[0]]), int(self.subpath_offsets[members[-1] + 1])
-
-    def subpaths(self, points: np.ndarray, group: int) -> list[Subpath]:
-        """The subpaths of one shape group with the given points ([P, 2] numpy)."""
-        result = []
-        for index in np.nonzero(self.subpath_group == group)[0]:
-            start, end = self.subpath_offsets[index], self.subpath_offsets[index + 1]
-            result.append(Subpath(points[start:end], self.subpath_control_points[index], bool(self.subpath_closed[index])))
-        return result
-
-    def to_drawing(self, points: np.ndarray) -> Drawing:
-        """A drawing with these points (e.g. one deformed frame)."""
-        points = np.asarray(points, np.float64)
-        groups = []
-        for g in range(self.num_groups):
-            fill = tuple(float(v) for v in self.group_fill[g])
-            groups.append(ShapeGroup(self.subpaths(points, g), fill, bool(self.group_even_odd[g]), self.group_ids[g], None))
-        return Drawing(self.width, self.height, groups)
 
 
 def layout_drawing(drawing: Drawing) -> tuple[PathLayout, torch.Tensor]:

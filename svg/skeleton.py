@@ -54,7 +54,6 @@ class KinematicTree:
     root: int
     parent: np.ndarray  # [K], -1 for the root
     order: np.ndarray  # breadth-first, root first
-    depth: np.ndarray  # hops from the root
     children: list[list[int]]
     core: frozenset  # the body: keypoints on cycles of the bone graph (a torso), and the root
 
@@ -88,17 +87,8 @@ class KinematicTree:
         children = [[] for _ in range(count)]
         for node in order[1:]:
             children[parent[node]].append(node)
-        depth = np.array([hops[k] for k in range(count)], np.int64)
         core = frozenset(_cycle_nodes(count, bones)) | {root}
-        return cls(root, parent, np.array(order, np.int64), depth, children, core)
-
-    def subtree(self, node: int) -> list[int]:
-        nodes, stack = [], [node]
-        while stack:
-            current = stack.pop()
-            nodes.append(current)
-            stack.extend(self.children[current])
-        return nodes
+        return cls(root, parent, np.array(order, np.int64), children, core)
 
     def chain_to_attachment(self, leaf: int) -> list[int]:
         """From a leaf up through single-child joints: [attachment, ..., leaf] (attachment = where the

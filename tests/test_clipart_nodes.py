@@ -110,6 +110,13 @@ def test_animate_render_and_save(comfy, run_node, loaded):
     assert (folder / entry["filename"].replace(".svg", ".json")).is_file()
     frames = sorted((folder / entry["filename"].replace(".svg", "_frames")).glob("*.svg"))
     assert len(frames) == 10
+    # The rig's side files sit next to the saved SVG under AniClipart's names, so it loads back rigged.
+    from comfyui_animate_suite.svg.animate import load_clipart
+
+    reloaded = load_clipart(folder / entry["filename"])
+    assert reloaded.keypoint_source == "file"
+    torch.testing.assert_close(reloaded.rig.keypoints, animation.rig.keypoints, atol=1e-5, rtol=0)
+    assert np.array_equal(reloaded.rig.bones, animation.rig.bones)
     new = _files(Path(comfy.input.parent)) - before
     assert new and all(comfy.output in p.parents for p in new), "something was written outside the output folder"
 
