@@ -25,6 +25,8 @@ from .motion import MotionSettings, figure_of, keypoint_motion
 from .rig import ClipartRig, RigSettings, build_rig, deform
 
 RENDER_BATCH = 8
+RENDER_PIXELS_PER_BATCH = 1 << 22  # frames x pixels rendered at once
+MAX_OUTPUT_BYTES = 8 * 1024**3  # the float32 frames handed back
 
 
 @dataclass
@@ -127,16 +129,23 @@ def render_animation(animation: ClipartAnimation, size: int | None = None,
     from .raster import rasterise
 
     ctx = ctx or RunContext()
-    points = animation.points()
     layout = animation.rig.layout
-    out = []
+    height, width = (layout.height, layout.width) if size is None else (size, size)
     total = animation.num_frames
-    for start in range(0, total, RENDER_BATCH):
+    channels = 4 if background is None else 3
+    needed = total * height * width * channels * 4
+    if needed > MAX_OUTPUT_BYTES:
+        raise InputError("size", f"{total} frames of {width}x{height} would take {needed / 1024**3:.1f} GB",
+                         "fewer frames or a smaller size")
+    points = animation.points()
+    step = max(1, min(RENDER_BATCH, RENDER_PIXELS_PER_BATCH // (height * width)))
+    out = []
+    for start in range(0, total, step):
         ctx.check_interrupt()
-        batch = points[start:start + RENDER_BATCH].to(ctx.device)
+        batch = points[start:start + step].to(ctx.device)
         with torch.no_grad():
             out.append(rasterise(layout, batch, size, background).cpu())
-        done = min(start + RENDER_BATCH, total)
+        done = min(start + step, total)
         ctx.report(done, total, lambda: _preview(out[-1]))
     return torch.cat(out)
 

@@ -237,3 +237,9 @@ def test_bad_keypoints_are_refused(example):
         build_rig(drawing, np.array([[128.0, 128.0], [128.0, 128.0]]))
     with pytest.raises(InputError, match="canvas"):
         build_rig(drawing, np.array([[128.0, 128.0], [900.0, 2.0]]))
+
+
+def test_renders_that_would_not_fit_in_memory_are_refused(example):
+    animation = animate_procedural(example.rig, _settings("sway", num_frames=1000))
+    with pytest.raises(InputError, match="GB"):
+        render_animation(animation, size=4096)
