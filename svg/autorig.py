@@ -99,8 +99,40 @@ def _skeleton_graph(skeleton: np.ndarray):
     return nodes, branches
 
 
+def _merge_through(branches, node: int):
+    """Join the two branches meeting at a node of degree 2 into one."""
+    touching = [i for i, (a, b, _) in enumerate(branches) if node in (a, b)]
+    if len(touching) != 2:
+        return branches
+    (a1, b1, p1), (a2, b2, p2) = branches[touching[0]], branches[touching[1]]
+    if a1 == b1 or a2 == b2:
+        return branches  # a loop: keep it as it is
+    first = p1 if b1 == node else p1[::-1]
+    start = a1 if b1 == node else b1
+    second = p2 if a2 == node else p2[::-1]
+    end = b2 if a2 == node else a2
+    merged = (start, end, np.concatenate([first, second[1:]]))
+    return [branch for i, branch in enumerate(branches) if i not in touching] + [merged]
+
+
+def _tidy(nodes, branches):
+    """Drop tiny loops around junction clusters and join branches through every node of degree 2."""
+    branches = [b for b in branches if not (b[0] == b[1] and len(b[2]) <= 6)]
+    changed = True
+    while changed:
+        changed = False
+        for node in range(len(nodes)):
+            if sum(node in (a, b) for a, b, _ in branches) == 2:
+                joined = _merge_through(branches, node)
+                if len(joined) < len(branches):
+                    branches, changed = joined, True
+    return branches
+
+
 def _prune(nodes, branches, min_length: float):
-    """Drop end branches shorter than ``min_length`` until none is left (keeping at least one branch)."""
+    """Drop end branches shorter than ``min_length``, shortest first, joining the branches that then meet
+    at a node of degree 2 (so a limb is judged by its whole length), until none is left."""
+    branches = _tidy(nodes, branches)
     while True:
         degree = np.zeros(len(nodes), int)
         for a, b, _ in branches:
@@ -112,7 +144,7 @@ def _prune(nodes, branches, min_length: float):
         if not spurs or len(branches) <= 1:
             return branches
         shortest = min(spurs, key=lambda i: lengths[i])
-        branches = branches[:shortest] + branches[shortest + 1:]
+        branches = _tidy(nodes, branches[:shortest] + branches[shortest + 1:])
 
 
 def _bend_points(path: np.ndarray, epsilon: float) -> list[int]:
