@@ -7,6 +7,7 @@ Save below work for both modes.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import torch
 from ..pipelines.errors import InputError
 from . import comfy_bridge
 
+log = logging.getLogger("animate_suite")
 CATEGORY = "Animate Suite/AniClipart"
 CLIPART = "ANIMATESUITE_CLIPART"
 CLIPART_ANIMATION = "ANIMATESUITE_CLIPART_ANIMATION"
@@ -177,7 +179,8 @@ class AnimateSuiteClipartKeypoints:
 class AnimateSuiteAnimateClipart:
     DISPLAY_NAME = "Animate Clipart (Animate Suite)"
     DESCRIPTION = ("Procedural clipart animation, no model needed (CPU, seconds): a named motion moves the keypoints "
-                   "and the ARAP mesh carries the artwork. Frame 0 is the input artwork when 'fixed_start' is on.")
+                   "and the ARAP mesh carries the artwork. Frame 0 is the input artwork when 'fixed_start' is on. "
+                   "A motion that would fold the drawing is played smaller.")
     CATEGORY = CATEGORY
     FUNCTION = "animate"
     RETURN_TYPES = (CLIPART_ANIMATION, "FLOAT")
@@ -209,6 +212,9 @@ class AnimateSuiteAnimateClipart:
 
         settings = MotionSettings(motion, frames, fps, amplitude, speed, loop, seed, fixed_start)
         animation = animate_procedural(clipart.rig, settings, clipart.name, clipart.svg_sha256)
+        if animation.motion["amplitude_used"] < amplitude:
+            log.warning("Animate Clipart: amplitude lowered from %.2f to %.2f so the drawing does not fold",
+                        amplitude, animation.motion["amplitude_used"])
         return (animation, float(fps))
 
 

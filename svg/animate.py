@@ -10,6 +10,7 @@ The text-guided mode produces the same ``ClipartAnimation`` (keypoints per frame
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,12 +115,39 @@ def _read_svg_bytes(path: Path) -> bytes:
         raise InputError("svg", f"'{path}' cannot be read ({error.strerror})", "an existing SVG file") from None
 
 
+FOLD_RATIO = 0.05  # a triangle carrying artwork below 5% of its area (or turned over) folds the drawing
+AMPLITUDE_STEPS = (1.0, 0.85, 0.7, 0.55, 0.4, 0.25, 0.1)
+
+
+def folds(rig: ClipartRig, keypoints: torch.Tensor) -> bool:
+    """Whether these poses fold the artwork: a mesh triangle that carries art collapses or turns over."""
+    with torch.no_grad():
+        for layer in rig.layers:
+            vertices = layer.solver.solve(keypoints[:, layer.keypoint_index]).numpy()
+            carrying = np.unique(layer.face_index.numpy())
+            ratio = layer.mesh.areas(vertices)[:, carrying] / layer.mesh.areas()[carrying]
+            if np.any(ratio < FOLD_RATIO):
+                return True
+    return False
+
+
 def animate_procedural(rig: ClipartRig, settings: MotionSettings, name: str = "clipart",
-                       svg_sha256: str | None = None) -> ClipartAnimation:
-    """Keypoint poses of a preset for every frame (the mesh deformation happens on demand)."""
-    poses = keypoint_motion(figure_of(rig), settings.check())
-    motion = {"mode": "procedural", **settings.__dict__}
-    return ClipartAnimation(rig, torch.from_numpy(poses), float(settings.fps), motion, name, svg_sha256)
+                       svg_sha256: str | None = None, avoid_folds: bool = True) -> ClipartAnimation:
+    """Keypoint poses of a preset for every frame (the mesh deformation happens on demand).
+
+    With ``avoid_folds`` a motion that would fold the artwork somewhere (keypoints too close for the
+    preset's size) is played smaller, by the largest of ``AMPLITUDE_STEPS`` that does not fold;
+    ``motion["amplitude_used"]`` says what was played.
+    """
+    settings.check()
+    figure = figure_of(rig)
+    for step in AMPLITUDE_STEPS if avoid_folds else (1.0,):
+        played = dataclasses.replace(settings, amplitude=settings.amplitude * step)
+        poses = torch.from_numpy(keypoint_motion(figure, played))
+        if not avoid_folds or settings.amplitude == 0 or not folds(rig, poses):
+            break
+    motion = {"mode": "procedural", **settings.__dict__, "amplitude_used": played.amplitude}
+    return ClipartAnimation(rig, poses, float(settings.fps), motion, name, svg_sha256)
 
 
 def render_animation(animation: ClipartAnimation, size: int | None = None,

@@ -118,6 +118,8 @@ def run(args) -> int:
             motion = MotionSettings(args.motion, args.frames, args.fps, args.amplitude, args.speed,
                                     not args.no_loop, args.seed, not args.free_start)
             animation = animate_procedural(clipart.rig, motion, clipart.name, clipart.svg_sha256)
+            if animation.motion["amplitude_used"] < motion.amplitude:
+                print(f"note: amplitude lowered to {animation.motion['amplitude_used']:.2f} so the drawing does not fold")
         print(f"{args.input.name}: {clipart.rig.num_keypoints} keypoints ({clipart.keypoint_source}), "
               f"{len(clipart.rig.bones)} bones, {sum(len(l.mesh.triangles) for l in clipart.rig.layers)} triangles")
     written = write_outputs(animation, out, args.size, background, RunContext(device=args.device))

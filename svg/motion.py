@@ -161,6 +161,12 @@ def _wings(figure: Figure) -> list[list[int]]:
     return wings or chains
 
 
+def _main_joint(chain: list[int]) -> int:
+    """Where a limb swings big: its second joint (a shoulder) when it has two or more bones, since
+    turning the bone that joins the body squeezes the armpit; else its only joint."""
+    return 0 if len(chain) == 2 else 1
+
+
 def _reach(figure: Figure, chain: list[int]) -> float:
     """Turning gain of a limb: long limbs (a big part of the figure) turn less, so tips move alike."""
     length = float(np.linalg.norm(np.diff(figure.keypoints[chain], axis=0), axis=1).sum())
@@ -248,7 +254,9 @@ def _jump(figure, drive, amplitude, rng):
     spread = math.radians(18) * amplitude
 
     def angle(index, chain, joint):
-        return -_side(figure, chain) * spread * _reach(figure, chain) * flight * (1.0 if joint == 0 else 0.3)
+        main = _main_joint(chain)
+        weight = 1.0 if joint == main else (0.25 if joint < main else 0.3)
+        return -_side(figure, chain) * spread * _reach(figure, chain) * flight * weight
 
     poses = figure.tree.forward(figure.keypoints, _limb_angles(figure, chains, angle)) if chains else \
         np.repeat(figure.keypoints[None], len(drive), 0)
@@ -296,9 +304,7 @@ def _flap(figure, drive, amplitude, rng):
     beat = math.radians(24) * amplitude
 
     def angle(index, chain, joint):
-        # A limb of two or more bones beats from its second joint (a shoulder), not from where it meets
-        # the body, which would squeeze the armpit.
-        main = 0 if len(chain) == 2 else 1
+        main = _main_joint(chain)
         weight = 1.0 if joint == main else (0.25 if joint < main else 0.35)
         phase = offsets[index] - 0.6 * max(joint - main, 0)
         upward = 0.7 * drive.sin(phase) + 0.6 * drive.rise(phase)  # from -0.4 (down) to 1.0 (up)

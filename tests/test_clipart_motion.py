@@ -60,6 +60,7 @@ def _art_triangle_area_ratios(clipart, keypoints):
 def _check_animation(clipart, preset):
     rig = clipart.rig
     animation = animate_procedural(rig, _settings(preset))
+    assert animation.motion["amplitude_used"] == 1.0, "the preset folds the drawing at its natural size"
     keypoints = animation.keypoints
     assert keypoints.shape == (FRAMES, rig.num_keypoints, 2)
     assert torch.equal(keypoints[0], rig.keypoints), "a fixed start begins at the rest pose"
@@ -243,3 +244,16 @@ def test_renders_that_would_not_fit_in_memory_are_refused(example):
     animation = animate_procedural(example.rig, _settings("sway", num_frames=1000))
     with pytest.raises(InputError, match="GB"):
         render_animation(animation, size=4096)
+
+
+def test_motions_that_would_fold_the_drawing_are_played_smaller(example):
+    from comfyui_animate_suite.svg.animate import folds
+
+    wild = _settings("wave", amplitude=5.0)
+    unguarded = animate_procedural(example.rig, wild, avoid_folds=False)
+    assert folds(example.rig, unguarded.keypoints), "amplitude 5 should fold the gingerbread's armpits"
+    guarded = animate_procedural(example.rig, wild)
+    assert 0 < guarded.motion["amplitude_used"] < 5.0
+    assert not folds(example.rig, guarded.keypoints)
+    gentle = animate_procedural(example.rig, _settings("wave"))
+    assert gentle.motion["amplitude_used"] == 1.0
