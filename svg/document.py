@@ -240,6 +240,7 @@ class _Reader:
         self.rendered = 0
         self.segments = 0
         self._warned: set[str] = set()
+        self._geometry: dict[int, tuple[list[Subpath], str | None]] = {}
 
     def warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -337,7 +338,10 @@ class _Reader:
         if tag == "use":
             self.use(element, matrix, state, opacity, chain)
             return
-        subpaths, d = self.geometry(element, state)
+        key = id(element)
+        if key not in self._geometry:  # an element drawn again through <use> is parsed once
+            self._geometry[key] = self.geometry(element)
+        subpaths, d = self._geometry[key]
         if not subpaths:
             return
         if state.get("visibility", "visible").strip() in ("hidden", "collapse"):
@@ -377,7 +381,7 @@ class _Reader:
         else:
             self.walk(target, matrix, state, opacity, chain + (reference,))
 
-    def geometry(self, element: Element, state: dict) -> tuple[list[Subpath], str | None]:
+    def geometry(self, element: Element) -> tuple[list[Subpath], str | None]:
         a = element.attrib
         tag = element.tag
 

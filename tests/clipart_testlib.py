@@ -58,3 +58,14 @@ def assert_renders_like_cairosvg(data: bytes, drawing, size: int, limit: float =
     error = np.abs(ours - reference).mean(axis=(0, 1))
     assert np.all(error < limit), f"mean abs error per channel {error}"
     return error
+
+
+@pytest.fixture(scope="session")
+def shared_clipart(shared_dir):
+    """Names of the real clipart samples in ../shared/data/clipart (skips when absent). Test modules
+    import this fixture: ``from clipart_testlib import shared_clipart``."""
+    folder = shared_dir / "data" / "clipart"
+    names = sorted(p.name for p in folder.iterdir() if (p / f"{p.name}_scaled.svg").is_file()) if folder.is_dir() else []
+    if not names:
+        pytest.skip("../shared/data/clipart holds no clipart")
+    return names

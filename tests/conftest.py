@@ -92,13 +92,3 @@ def shared_dir():
     if not SHARED.is_dir():
         pytest.skip("../shared is absent (a user's clone has none); these tests need the team's data")
     return SHARED
-
-
-@pytest.fixture(scope="session")
-def shared_clipart(shared_dir):
-    """Names of the real clipart samples in ../shared/data/clipart (skips when absent)."""
-    folder = shared_dir / "data" / "clipart"
-    names = sorted(p.name for p in folder.iterdir() if (p / f"{p.name}_scaled.svg").is_file()) if folder.is_dir() else []
-    if not names:
-        pytest.skip("../shared/data/clipart holds no clipart")
-    return names

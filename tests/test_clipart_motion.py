@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import clipart_testlib as lib
+from clipart_testlib import shared_clipart  # noqa: F401  (a fixture)
 from comfyui_animate_suite.pipelines.errors import InputError
 from comfyui_animate_suite.svg import export
 from comfyui_animate_suite.svg.animate import (animate_procedural, animation_from_record, animation_svg, frame_svgs,

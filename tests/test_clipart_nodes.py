@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import clipart_testlib as lib
+from clipart_testlib import shared_clipart  # noqa: F401  (a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = "(pack example) gingerbread.svg"

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import clipart_testlib as lib
+from clipart_testlib import shared_clipart  # noqa: F401  (a fixture)
 from comfyui_animate_suite.pipelines.errors import InputError
 from comfyui_animate_suite.svg import raster
 from comfyui_animate_suite.svg.document import load_svg, parse_svg
