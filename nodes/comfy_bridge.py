@@ -137,30 +137,41 @@ def input_file_choices(suffixes: tuple[str, ...]) -> list[str]:
     return sorted(found)
 
 
-def input_file_path(name: str, input_name: str) -> str:
+def input_file_path(name: str, input_name: str, expected: str = "an existing file") -> str:
     """A file chosen in ComfyUI's input folder; never a path outside it."""
     input_dir = folder_paths.get_input_directory()
     path = _inside(input_dir, name)
     if path is None or path == os.path.realpath(input_dir):
         raise InputError(input_name, f"'{name}' is outside ComfyUI's input folder", "a file inside it")
     if not os.path.isfile(path):
-        raise InputError(input_name, f"'{name}' does not exist in {input_dir}", "an existing file")
+        raise InputError(input_name, f"'{name}' does not exist in {input_dir}", expected)
     return path
+
+
+def output_location(filename_prefix: str, width: int = 0, height: int = 0) -> tuple[str, str, int, str]:
+    """(folder, file stem, counter, subfolder) for new files in ComfyUI's output folder (never outside it)."""
+    output_dir = folder_paths.get_output_directory()
+    try:
+        folder, stem, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, output_dir, width, height)
+    except Exception as error:  # ComfyUI raises a bare Exception for prefixes that leave the folder
+        raise InputError("filename_prefix", str(error).splitlines()[0], "a prefix inside the output folder") from None
+    os.makedirs(folder, exist_ok=True)
+    return folder, stem, counter, subfolder
+
+
+def unused_name(folder: str, stem: str, counter: int, suffix: str) -> str:
+    """``stem_00001_<suffix>`` with the first counter not taken, so two jobs never overwrite each other."""
+    while True:
+        name = f"{stem}_{counter:05d}_{suffix}"
+        if not os.path.exists(os.path.join(folder, name)):
+            return name
+        counter += 1
 
 
 def output_file_path(filename_prefix: str, suffix: str) -> tuple[str, dict]:
     """A new file in ComfyUI's output folder for ``filename_prefix`` and its UI entry."""
-    output_dir = folder_paths.get_output_directory()
-    try:
-        folder, stem, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, output_dir)
-    except Exception as error:  # ComfyUI raises a bare Exception for prefixes that leave the folder
-        raise InputError("filename_prefix", str(error).splitlines()[0], "a prefix inside the output folder") from None
-    os.makedirs(folder, exist_ok=True)
-    while True:
-        name = f"{stem}_{counter:05d}_{suffix}"
-        if not os.path.exists(os.path.join(folder, name)):
-            break
-        counter += 1
+    folder, stem, counter, subfolder = output_location(filename_prefix)
+    name = unused_name(folder, stem, counter, suffix)
     return os.path.join(folder, name), {"filename": name, "subfolder": subfolder, "type": "output"}
 
 

@@ -17,15 +17,6 @@ CATEGORY = "Animate Suite/video"
 FPS_INPUT = ("FLOAT", {"default": 8.0, "min": 0.1, "max": 240.0, "step": 0.1, "tooltip": "Frames per second."})
 
 
-def _unused_path(folder: str, stem: str, counter: int, suffix: str) -> tuple[str, int]:
-    # Two jobs saving with one prefix at once must not overwrite each other.
-    while True:
-        name = f"{stem}_{counter:05d}_{suffix}"
-        if not os.path.exists(os.path.join(folder, name)):
-            return name, counter
-        counter += 1
-
-
 def _metadata(prompt, extra_pnginfo) -> dict[str, str]:
     from comfy.cli_args import args
 
@@ -49,14 +40,13 @@ def save_frames(images, fps: float, filename_prefix: str, fmt: str, loop: int, q
     images = image_ops.check_image_batch(images)
     frames = image_ops.to_uint8(images)
     height, width = frames.shape[1:3]
-    output_dir = folder_paths.get_output_directory()
-    folder, stem, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, output_dir, width, height)
+    folder, stem, counter, subfolder = comfy_bridge.output_location(filename_prefix, width, height)
     metadata = _metadata(prompt, extra_pnginfo)
     if fmt == "png":
-        name, _ = _unused_path(folder, stem, counter, "")
+        name = comfy_bridge.unused_name(folder, stem, counter, "")
         paths = video_io.write_png_sequence(frames, Path(folder) / name, stem)
         return [{"filename": p.name, "subfolder": os.path.join(subfolder, name), "type": "output"} for p in paths]
-    name, _ = _unused_path(folder, stem, counter, f".{fmt}")
+    name = comfy_bridge.unused_name(folder, stem, counter, f".{fmt}")
     path = Path(folder) / name
     if fmt == "gif":
         video_io.write_gif(frames, path, fps, loop)

@@ -1,0 +1,316 @@
+"""AniClipart nodes: load an SVG, check or edit its keypoints, animate it procedurally, render, save.
+
+The text-guided (SDS) animation node lives in ``nodes/clipart_sds.py``: it takes the same
+``ANIMATESUITE_CLIPART`` and returns the same ``ANIMATESUITE_CLIPART_ANIMATION``, so Render and
+Save below work for both modes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from ..pipelines.errors import InputError
+from . import comfy_bridge
+
+log = logging.getLogger("animate_suite")
+CATEGORY = "Animate Suite/AniClipart"
+CLIPART = "ANIMATESUITE_CLIPART"
+CLIPART_ANIMATION = "ANIMATESUITE_CLIPART_ANIMATION"
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLE_LABEL = "(pack example) "
+KEYPOINT_SOURCES = ("side files, else detect", "detect")
+EDIT_SOURCES = ("as loaded", "detect", "from text")
+BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "transparent": None}
+SIDE_SUFFIXES = ("_keypoint.svg", "_keypoint_scaled.svg")
+
+
+def _svg_choices() -> list[str]:
+    listed = [name for name in comfy_bridge.input_file_choices((".svg",)) if not name.endswith(SIDE_SUFFIXES)]
+    examples = sorted(p.name for p in EXAMPLES_DIR.glob("*.svg") if not p.name.endswith(SIDE_SUFFIXES))
+    return listed + [EXAMPLE_LABEL + name for name in examples]
+
+
+def svg_path(name: str) -> str:
+    """The chosen SVG: a bundled example or a file inside ComfyUI's input folder."""
+    if name.startswith(EXAMPLE_LABEL):
+        base = name[len(EXAMPLE_LABEL):]
+        path = EXAMPLES_DIR / base
+        if "/" in base or "\\" in base or not path.is_file():
+            raise InputError("svg", f"'{base}' is not one of the pack's examples", "a listed example")
+        return str(path)
+    return comfy_bridge.input_file_path(name, "svg", "an SVG in ComfyUI's input folder (upload it there)")
+
+
+def _rig_settings(max_tri_area: float, min_tri_angle: float):
+    from ..svg.rig import RigSettings
+
+    return RigSettings(max_tri_area=max_tri_area, min_tri_angle=min_tri_angle)
+
+
+MESH_INPUTS = {
+    "max_tri_area": ("FLOAT", {"default": 30.0, "min": 2.0, "max": 1000.0, "step": 1.0,
+                               "tooltip": "Largest mesh triangle in canvas pixels² (AniClipart: 30). Smaller is smoother and slower."}),
+    "min_tri_angle": ("FLOAT", {"default": 20.0, "min": 5.0, "max": 33.0, "step": 1.0,
+                                "tooltip": "Smallest mesh triangle angle in degrees (AniClipart: 20)."}),
+}
+
+
+class AnimateSuiteLoadClipart:
+    DISPLAY_NAME = "Load Clipart SVG (Animate Suite)"
+    DESCRIPTION = ("Loads an SVG from ComfyUI's input folder (or a pack example), fits it into the working canvas and "
+                   "rigs it: keypoints and bones from AniClipart side files (<name>_keypoint.svg, <name>_skeleton.txt, "
+                   "<name>_layer.json next to it) or detected from the silhouette, a triangle mesh, ARAP.")
+    CATEGORY = CATEGORY
+    FUNCTION = "load"
+    RETURN_TYPES = (CLIPART, "IMAGE")
+    RETURN_NAMES = ("clipart", "preview")
+    OUTPUT_TOOLTIPS = ("The rigged clipart.", "The artwork with its numbered keypoints and bones.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "svg": comfy_bridge.listing_input(_svg_choices(), "An SVG in ComfyUI's input folder (use the Upload SVG button) or a pack example."),
+                "canvas": ("INT", {"default": 256, "min": 64, "max": 1024, "step": 8,
+                                   "tooltip": "Working canvas in pixels the SVG is fitted into (AniClipart: 256). Rendering can be larger."}),
+                "keypoints": (list(KEYPOINT_SOURCES), {"default": KEYPOINT_SOURCES[0],
+                                                        "tooltip": "Use AniClipart side files when present, else detect keypoints and bones from the silhouette."}),
+                "complexity": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05,
+                                         "tooltip": "Detected skeleton detail: 0 few joints, 1 many."}),
+                **MESH_INPUTS,
+            }
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, svg, **kwargs):
+        path = Path(svg_path(svg))
+        stamps = [path.stat().st_mtime]
+        for side in Path(path).parent.glob(Path(path).stem.removesuffix("_scaled") + "_*"):
+            stamps.append(side.stat().st_mtime)
+        return max(stamps)
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, svg):
+        try:
+            svg_path(svg)
+        except InputError as error:
+            return str(error)
+        return True
+
+    def load(self, svg, canvas, keypoints, complexity, max_tri_area, min_tri_angle):
+        from ..svg.animate import load_clipart, rig_preview
+
+        clipart = load_clipart(svg_path(svg), canvas, use_side_files=keypoints == KEYPOINT_SOURCES[0],
+                               settings=_rig_settings(max_tri_area, min_tri_angle), complexity=complexity)
+        return (clipart, rig_preview(clipart.rig))
+
+
+def _parse_points(text: str):
+    import numpy as np
+
+    points = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#")[0].replace(",", " ").strip()
+        if not line:
+            continue
+        parts = line.split()
+        try:
+            points.append((float(parts[0]), float(parts[1])))
+        except (IndexError, ValueError):
+            raise InputError("keypoints", f"line {number} is {line!r}", "'x y' in canvas pixels per line") from None
+    return np.array(points, np.float64).reshape(-1, 2)
+
+
+class AnimateSuiteClipartKeypoints:
+    DISPLAY_NAME = "Clipart Keypoints (Animate Suite)"
+    DESCRIPTION = ("Shows, detects or edits the keypoints and bones that drive the clipart. Copy the keypoints/bones "
+                   "outputs into the text boxes, change them and pick 'from text' to re-rig.")
+    CATEGORY = CATEGORY
+    FUNCTION = "edit"
+    RETURN_TYPES = (CLIPART, "IMAGE", "STRING", "STRING")
+    RETURN_NAMES = ("clipart", "preview", "keypoints", "bones")
+    OUTPUT_TOOLTIPS = ("The re-rigged clipart.", "Artwork with numbered keypoints and bones.",
+                       "Keypoints as 'x y' lines (canvas pixels).", "Bones as 'i j' lines (0-based).")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "clipart": (CLIPART, {"tooltip": "Clipart from Load Clipart SVG."}),
+                "source": (list(EDIT_SOURCES), {"default": EDIT_SOURCES[0],
+                                                 "tooltip": "Keep the loaded keypoints, detect new ones, or use the text boxes below."}),
+                "complexity": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05,
+                                         "tooltip": "Detected skeleton detail (source 'detect')."}),
+                "keypoints": ("STRING", {"multiline": True, "default": "",
+                                         "tooltip": "One 'x y' per line in canvas pixels, keypoint 0 first (source 'from text')."}),
+                "bones": ("STRING", {"multiline": True, "default": "",
+                                     "tooltip": "One 'i j' per line (0-based keypoint indices); empty: a minimum spanning tree."}),
+            }
+        }
+
+    def edit(self, clipart, source, complexity, keypoints, bones):
+        from ..svg import rigfiles
+        from ..svg.animate import Clipart, rig_drawing, rig_preview
+
+        if source not in EDIT_SOURCES:
+            raise InputError("source", f"'{source}' is unknown", "one of " + ", ".join(EDIT_SOURCES))
+        rig = clipart.rig
+        if source != EDIT_SOURCES[0]:
+            if source == "detect":
+                new_rig, origin = rig_drawing(rig.source, None, None, None, rig.settings, complexity)
+            else:
+                points = _parse_points(keypoints)
+                if len(points) == 0:
+                    raise InputError("keypoints", "is empty", "one 'x y' line per keypoint")
+                bone_list = rigfiles.parse_skeleton(bones, len(points)) if bones.strip() else None
+                layers = rig.layer_definitions if rig.layer_definitions and len(points) == rig.num_keypoints else None
+                new_rig, origin = rig_drawing(rig.source, points, bone_list, layers, rig.settings)
+                origin = "edited"
+            clipart = Clipart(new_rig, clipart.name, clipart.svg_sha256, origin)
+            rig = new_rig
+        points_text = "".join(f"{x:.2f} {y:.2f}\n" for x, y in rig.keypoints.numpy())
+        return (clipart, rig_preview(rig), points_text, rigfiles.skeleton_text(rig.bones))
+
+
+class AnimateSuiteAnimateClipart:
+    DISPLAY_NAME = "Animate Clipart (Animate Suite)"
+    DESCRIPTION = ("Procedural clipart animation, no model needed (CPU, seconds): a named motion moves the keypoints "
+                   "and the ARAP mesh carries the artwork. Frame 0 is the input artwork when 'fixed_start' is on. "
+                   "A motion that would fold the drawing is played smaller.")
+    CATEGORY = CATEGORY
+    FUNCTION = "animate"
+    RETURN_TYPES = (CLIPART_ANIMATION, "FLOAT")
+    RETURN_NAMES = ("animation", "fps")
+    OUTPUT_TOOLTIPS = ("Keypoint positions per frame with the rig (render or save it).", "Frames per second.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        from ..svg.motion import PRESETS
+
+        return {
+            "required": {
+                "clipart": (CLIPART, {"tooltip": "Clipart from Load Clipart SVG or Clipart Keypoints."}),
+                "motion": (list(PRESETS), {"default": "wave", "tooltip": "The motion preset."}),
+                "frames": ("INT", {"default": 24, "min": 1, "max": 1000, "tooltip": "Number of frames."}),
+                "fps": ("FLOAT", {"default": 12.0, "min": 1.0, "max": 60.0, "step": 1.0, "tooltip": "Frames per second."}),
+                "amplitude": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 5.0, "step": 0.05,
+                                        "tooltip": "Size of the motion; 1 is the preset's natural size."}),
+                "speed": ("FLOAT", {"default": 0.5, "min": 0.05, "max": 10.0, "step": 0.05, "tooltip": "Motion cycles per second."}),
+                "loop": ("BOOLEAN", {"default": True, "tooltip": "Round to whole cycles so the clip loops seamlessly."}),
+                "fixed_start": ("BOOLEAN", {"default": True, "tooltip": "Start at the input pose (frame 0 = the artwork)."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "tooltip": "Variation of the motion."}),
+            }
+        }
+
+    def animate(self, clipart, motion, frames, fps, amplitude, speed, loop, fixed_start, seed):
+        from ..svg.animate import animate_procedural
+        from ..svg.motion import MotionSettings
+
+        settings = MotionSettings(motion, frames, fps, amplitude, speed, loop, seed, fixed_start)
+        animation = animate_procedural(clipart.rig, settings, clipart.name, clipart.svg_sha256)
+        if animation.motion["amplitude_used"] < amplitude:
+            log.warning("Animate Clipart: amplitude lowered from %.2f to %.2f so the drawing does not fold",
+                        amplitude, animation.motion["amplitude_used"])
+        return (animation, float(fps))
+
+
+class AnimateSuiteRenderClipart:
+    DISPLAY_NAME = "Render Clipart Animation (Animate Suite)"
+    DESCRIPTION = "Renders a clipart animation at any size as IMAGE frames (for Save Animation) and an alpha MASK."
+    CATEGORY = CATEGORY
+    FUNCTION = "render"
+    RETURN_TYPES = ("IMAGE", "MASK")
+    RETURN_NAMES = ("images", "alpha")
+    OUTPUT_TOOLTIPS = ("The frames.", "Coverage of the artwork per frame: 1 on the drawing, 0 on the background.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "animation": (CLIPART_ANIMATION, {"tooltip": "From Animate Clipart (or the text-guided node)."}),
+                "size": ("INT", {"default": 512, "min": 16, "max": 4096, "step": 8,
+                                 "tooltip": "Output width and height in pixels (vector art renders sharp at any size)."}),
+                "background": (list(BACKGROUNDS), {"default": "white",
+                                                   "tooltip": "Background colour; 'transparent' gives the plain colours and leaves the cut-out to the alpha mask."}),
+            }
+        }
+
+    def render(self, animation, size, background):
+        from ..svg.animate import render_animation
+
+        if background not in BACKGROUNDS:
+            raise InputError("background", f"'{background}' is unknown", "one of " + ", ".join(BACKGROUNDS))
+        ctx = comfy_bridge.run_context([], torch.float32)
+        rgba = render_animation(animation, size, None, ctx)
+        alpha = rgba[..., 3]
+        colour = BACKGROUNDS[background]
+        if colour is None:
+            images = rgba[..., :3]
+        else:
+            back = torch.tensor(colour, dtype=rgba.dtype)
+            images = rgba[..., :3] * rgba[..., 3:] + back * (1 - rgba[..., 3:])
+        return (comfy_bridge.to_intermediate(images), comfy_bridge.to_intermediate(alpha))
+
+
+class AnimateSuiteSaveClipartSVG:
+    DISPLAY_NAME = "Save Clipart SVG (Animate Suite)"
+    DESCRIPTION = ("Saves the animation as an animated SVG that plays in any browser (previewed here), optionally one SVG "
+                   "per frame and the motion JSON (re-renders at any size with the CLI's --replay).")
+    CATEGORY = CATEGORY
+    FUNCTION = "save"
+    RETURN_TYPES = ()
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "animation": (CLIPART_ANIMATION, {"tooltip": "From Animate Clipart (or the text-guided node)."}),
+                "filename_prefix": ("STRING", {"default": "AnimateSuite/clipart", "tooltip": "Sub-folder and file name start inside the output folder."}),
+                "size": ("INT", {"default": 512, "min": 16, "max": 4096, "step": 8, "tooltip": "Displayed width/height of the SVGs in pixels."}),
+                "frame_svgs": ("BOOLEAN", {"default": False, "tooltip": "Also write one SVG per frame into a folder."}),
+                "motion_json": ("BOOLEAN", {"default": True, "tooltip": "Also write the keypoint motion as JSON."}),
+            },
+            "optional": {
+                "rig_files": ("BOOLEAN", {"default": True,
+                                          "tooltip": "Also write the keypoints and bones as AniClipart side files (<name>_keypoint.svg, "
+                                                     "<name>_skeleton.txt, <name>_layer.json), reusable with Load Clipart SVG."}),
+            },
+        }
+
+    def save(self, animation, filename_prefix, size, frame_svgs, motion_json, rig_files=True):
+        from ..svg import animate as clipart_animate
+        from ..svg import export, rigfiles
+
+        folder, stem, counter, subfolder = comfy_bridge.output_location(filename_prefix, size, size)
+        base = f"{stem}_{counter:05d}"
+        while os.path.exists(os.path.join(folder, base + ".svg")):
+            counter += 1
+            base = f"{stem}_{counter:05d}"
+        files = [(base + ".svg", clipart_animate.animation_svg(animation, size))]
+        if motion_json:
+            files.append((base + ".json", export.motion_json(clipart_animate.motion_record(animation))))
+        if rig_files:
+            rig = animation.rig
+            files.append((base + "_keypoint.svg", rigfiles.keypoint_svg(rig.keypoints.numpy(), *rig.canvas)))
+            files.append((base + "_skeleton.txt", rigfiles.skeleton_text(rig.bones)))
+            if rig.layer_definitions:
+                files.append((base + "_layer.json", rigfiles.layers_json(rig.layer_definitions)))
+        export.write_text_files(folder, files)
+        results = [{"filename": name, "subfolder": subfolder, "type": "output"} for name, _ in files]
+        if frame_svgs:
+            frames_folder = Path(folder) / f"{base}_frames"
+            frames_folder.mkdir(exist_ok=True)
+            texts = clipart_animate.frame_svgs(animation, size)
+            export.write_text_files(frames_folder, [(f"frame_{i:05d}.svg", t) for i, t in enumerate(texts)])
+        return {"ui": {"clipart_svg": results[:1], "text": [r["filename"] for r in results]}}
+
+
+# The text-guided node (AniClipart with ModelScope T2V + SDS) is added by nodes/clipart_sds.py:
+# class AnimateSuiteAnimateClipartText: (clipart: ANIMATESUITE_CLIPART, t2v model, prompt, ...) -> ANIMATESUITE_CLIPART_ANIMATION
+NODE_CLASSES = [AnimateSuiteLoadClipart, AnimateSuiteClipartKeypoints, AnimateSuiteAnimateClipart,
+                AnimateSuiteRenderClipart, AnimateSuiteSaveClipartSVG]

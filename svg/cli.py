@@ -1,0 +1,181 @@
+"""``python -m comfyui_animate_suite clipart INPUT.svg --motion wave --out OUT.gif``
+
+The text-guided mode (``--prompt``) is added by the AniClipart SDS pipeline through
+``TEXT_GUIDED_HOOK``: its module's ``add_arguments(parser)`` adds options and its
+``run(args, clipart)`` returns a ``ClipartAnimation`` that is written out like a procedural one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import time
+from pathlib import Path
+
+OUTPUT_SUFFIXES = (".gif", ".webp", ".mp4", ".svg", ".json", "")  # "" = a folder of PNG frames and SVG frames
+# Text-guided motion (ModelScope T2V + SDS) lives in pipelines/aniclipart; when that module exists and
+# defines add_arguments(parser) and run(args, clipart) -> ClipartAnimation, --prompt is handed to it.
+TEXT_GUIDED_HOOK = "..pipelines.aniclipart.cli"
+
+
+DESCRIPTION = (
+    "Animates SVG clipart procedurally (no model, CPU) and writes a GIF, animated WebP, MP4, an animated SVG, "
+    "a folder of PNG and SVG frames or the motion JSON, chosen by the suffix of --out. Keypoints and bones come "
+    "from AniClipart's side files next to the SVG (<name>_keypoint.svg, <name>_skeleton.txt, <name>_layer.json) "
+    "or are detected from the silhouette. --replay MOTION.json re-renders a saved motion at any --size.")
+
+
+def _text_guided():
+    name = importlib.util.resolve_name(TEXT_GUIDED_HOOK, __package__)
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name is not None and name.startswith(error.name):
+            return None  # the text-guided pipeline is not part of this install
+        raise
+
+
+def register(subparsers) -> None:
+    from .motion import PRESETS
+
+    parser = subparsers.add_parser(
+        "clipart", help="animate SVG clipart (procedural presets; no model needed)",
+        description=DESCRIPTION, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("input", type=Path, help="the SVG to animate")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output: .gif, .webp, .mp4, .svg (animated), .json (motion) or a folder (PNG + SVG frames)")
+    parser.add_argument("--motion", choices=PRESETS, default="wave", help="procedural motion preset")
+    parser.add_argument("--frames", type=int, default=24, help="number of frames")
+    parser.add_argument("--fps", type=float, default=12.0, help="frames per second")
+    parser.add_argument("--speed", type=float, default=0.5, help="motion cycles per second")
+    parser.add_argument("--amplitude", type=float, default=1.0, help="motion size (1 = the preset's own)")
+    parser.add_argument("--seed", type=int, default=0, help="variation of the motion")
+    parser.add_argument("--no-loop", action="store_true", help="do not round the cycles to a seamless loop")
+    parser.add_argument("--free-start", action="store_true", help="start mid-motion instead of at the input pose")
+    parser.add_argument("--size", type=int, default=None, help="output size in pixels (default: the canvas)")
+    parser.add_argument("--canvas", type=int, default=256, help="working canvas the SVG is fitted into (AniClipart: 256)")
+    parser.add_argument("--background", default="white", help="'white', 'transparent' (GIF/WebP/PNG) or #rrggbb")
+    parser.add_argument("--keypoints", type=Path, help="keypoint SVG (circles in order); default: <name>_keypoint.svg next to the input")
+    parser.add_argument("--skeleton", type=Path, help="bones file (two 0-based indices per line)")
+    parser.add_argument("--layers", type=Path, help="AniClipart layer JSON (1-based shape and keypoint indices)")
+    parser.add_argument("--detect", action="store_true", help="ignore side files and detect keypoints and bones")
+    parser.add_argument("--complexity", type=float, default=0.5, help="detected skeleton detail, 0 (few joints) to 1 (many)")
+    parser.add_argument("--max-tri-area", type=float, default=30.0, help="mesh: largest triangle (canvas px^2)")
+    parser.add_argument("--min-tri-angle", type=float, default=20.0, help="mesh: smallest triangle angle (degrees)")
+    parser.add_argument("--replay", type=Path, help="re-render a motion JSON written by --out x.json")
+    parser.add_argument("--device", default="cpu", help="torch device for rendering, e.g. cuda")
+    hook = _text_guided()
+    if hook is not None:
+        hook.add_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def _background(text: str):
+    from ..pipelines.errors import InputError
+    from .document import parse_color
+
+    if text == "transparent":
+        return None
+    colour = parse_color(text)
+    if colour is None:
+        raise InputError("--background", f"'{text}' is not a colour", "white, transparent or #rrggbb")
+    return colour[:3]
+
+
+def run(args) -> int:
+    from ..pipelines.context import RunContext
+    from ..pipelines.errors import InputError
+    from .animate import animate_procedural, animation_from_record, load_clipart
+    from .export import parse_motion_json
+    from .motion import MotionSettings
+    from .rig import RigSettings
+
+    started = time.perf_counter()
+    out = args.out
+    suffix = out.suffix.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        raise InputError("--out", f"has the suffix '{out.suffix}'", "one of .gif .webp .mp4 .svg .json, or a folder")
+    if args.size is not None and not 16 <= args.size <= 4096:
+        raise InputError("--size", f"is {args.size}", "16 to 4096 pixels")
+    background = _background(args.background)
+    settings = RigSettings(max_tri_area=args.max_tri_area, min_tri_angle=args.min_tri_angle)
+    if args.replay is not None:
+        from .animate import _read_svg_bytes
+        from .document import parse_svg
+        from .export import svg_digest
+
+        record = parse_motion_json(args.replay.read_text(encoding="utf-8"))
+        data = _read_svg_bytes(args.input)
+        animation = animation_from_record(parse_svg(data, record.canvas[0]), record, args.input.stem, svg_digest(data))
+    else:
+        clipart = load_clipart(args.input, args.canvas, args.keypoints, args.skeleton, args.layers,
+                               use_side_files=not args.detect, settings=settings, complexity=args.complexity)
+        hook = _text_guided()
+        if hook is not None and getattr(args, "prompt", None):
+            animation = hook.run(args, clipart)
+        else:
+            motion = MotionSettings(args.motion, args.frames, args.fps, args.amplitude, args.speed,
+                                    not args.no_loop, args.seed, not args.free_start)
+            animation = animate_procedural(clipart.rig, motion, clipart.name, clipart.svg_sha256)
+            if animation.motion["amplitude_used"] < motion.amplitude:
+                print(f"note: amplitude lowered to {animation.motion['amplitude_used']:.2f} so the drawing does not fold")
+        print(f"{args.input.name}: {clipart.rig.num_keypoints} keypoints ({clipart.keypoint_source}), "
+              f"{len(clipart.rig.bones)} bones, {sum(len(l.mesh.triangles) for l in clipart.rig.layers)} triangles")
+    written = write_outputs(animation, out, args.size, background, RunContext(device=args.device))
+    elapsed = time.perf_counter() - started
+    print(f"wrote {', '.join(str(p) for p in written)} ({animation.num_frames} frames, {elapsed:.1f} s)")
+    return 0
+
+
+def write_outputs(animation, out: Path, size, background, ctx) -> list[Path]:
+    """Write the animation in the format the path asks for; returns the files written."""
+    from ..pipelines import video
+    from ..pipelines.images import to_uint8
+    from .animate import animation_svg, frame_svgs, motion_record, render_animation
+    from .export import motion_json
+
+    suffix = out.suffix.lower()
+    if suffix == ".svg":
+        out.write_text(animation_svg(animation, size), encoding="utf-8")
+        return [out]
+    if suffix == ".json":
+        out.write_text(motion_json(motion_record(animation)), encoding="utf-8")
+        return [out]
+    rgba = background is None and suffix in ("", ".gif", ".webp")
+    frames = render_animation(animation, size, None if rgba else background, ctx)
+    if suffix == "":
+        out.mkdir(parents=True, exist_ok=True)
+        written = video.write_png_sequence(to_uint8(_flatten(frames)), out, "frame") if not rgba else \
+            _write_rgba_pngs(frames, out)
+        for index, text in enumerate(frame_svgs(animation, size)):
+            path = out / f"frame_{index:05d}.svg"
+            path.write_text(text, encoding="utf-8")
+            written.append(path)
+        return written
+    pixels = to_uint8(_flatten(frames))
+    if suffix == ".gif":
+        video.write_gif(pixels, out, animation.fps)
+    elif suffix == ".webp":
+        video.write_webp(pixels, out, animation.fps)
+    else:
+        video.write_video(pixels, out, animation.fps)
+    return [out]
+
+
+def _flatten(frames):
+    # Transparent GIF/WebP are not supported by the shared writers: composite RGBA on white.
+    if frames.shape[-1] == 4:
+        return frames[..., :3] * frames[..., 3:] + (1 - frames[..., 3:])
+    return frames
+
+
+def _write_rgba_pngs(frames, folder: Path) -> list[Path]:
+    from PIL import Image
+
+    written = []
+    for index, frame in enumerate(frames):
+        path = folder / f"frame_{index:05d}.png"
+        Image.fromarray(frame.clamp(0, 1).mul(255).round().byte().numpy(), "RGBA").save(path)
+        written.append(path)
+    return written

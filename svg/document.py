@@ -1,0 +1,508 @@
+"""An SVG file as a flat list of filled shapes on a square working canvas.
+
+Groups, transforms, ``<use>``, CSS classes and inheritance are resolved; ``<rect>``, ``<circle>``,
+``<ellipse>``, ``<polygon>``, ``<polyline>`` and arcs become Bézier subpaths; the viewBox is fitted
+into the canvas (centred, uniform scale, as AniClipart's ``svg_resize`` does). What the pack cannot
+draw (strokes, text, images, clip paths, masks) is skipped and listed in ``Drawing.warnings``;
+gradients are drawn as their average colour.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..pipelines.errors import InputError
+from . import pathdata
+from .pathdata import Subpath
+from .safe_xml import Element, parse_xml
+
+DEFAULT_CANVAS = 256
+MIN_CANVAS, MAX_CANVAS = 16, 4096
+MAX_SHAPES = 10_000
+MAX_SEGMENTS = 1_000_000
+MAX_RENDERED_ELEMENTS = 100_000
+MAX_DOCUMENT_SIZE = 1e7
+MIN_DOCUMENT_SIZE = 1e-3
+_UNITS = {"": 1.0, "px": 1.0, "pt": 4.0 / 3.0, "pc": 16.0, "mm": 96 / 25.4, "cm": 96 / 2.54, "in": 96.0,
+          "em": 16.0, "ex": 8.0, "%": None}
+_SKIPPED_CONTAINERS = {"defs", "symbol", "clipPath", "mask", "pattern", "marker", "metadata", "title", "desc",
+                       "style", "script", "linearGradient", "radialGradient", "filter", "font", "foreignObject"}
+_UNSUPPORTED = {"text": "text", "image": "embedded images", "foreignObject": "foreign objects"}
+_INHERITED = ("fill", "fill-opacity", "fill-rule", "color", "visibility", "stroke", "clip-rule")
+
+
+@dataclass
+class ShapeGroup:
+    """One filled shape (an SVG element): its subpaths in canvas pixels and its paint."""
+
+    subpaths: list[Subpath]
+    fill: tuple[float, float, float, float]  # straight RGBA in 0..1 (alpha = fill-opacity x opacity)
+    even_odd: bool = False
+    element_id: str = ""
+    source_d: str | None = None  # the element's own path data when it needs no transform (lossless write-back)
+
+
+@dataclass
+class Drawing:
+    width: int
+    height: int
+    groups: list[ShapeGroup]
+    warnings: list[str] = field(default_factory=list)
+
+    def all_points(self) -> np.ndarray:
+        """Every point (segment ends and Bézier control points), [N, 2]."""
+        return np.concatenate([s.points for g in self.groups for s in g.subpaths], axis=0)
+
+    def subset(self, indices) -> "Drawing":
+        return Drawing(self.width, self.height, [self.groups[i] for i in indices], list(self.warnings))
+
+
+# ----------------------------------------------------------------------------- small parsers
+
+
+def parse_length(text: str | None, reference: float | None = None) -> float | None:
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-z%]*)\s*", text)
+    if match is None or match.group(2) not in _UNITS:
+        return None
+    value = float(match.group(1))
+    unit = _UNITS[match.group(2)]
+    if unit is None:
+        return None if reference is None else value / 100.0 * reference
+    return value * unit
+
+
+_TRANSFORM = re.compile(r"(matrix|translate|scale|rotate|skewX|skewY)\s*\(([^)]*)\)")
+
+
+def parse_transform(text: str | None) -> np.ndarray:
+    """An SVG transform list as a 3x3 matrix."""
+    result = np.eye(3)
+    if not text:
+        return result
+    for name, arguments in _TRANSFORM.findall(text):
+        values = pathdata.parse_number_list(arguments)
+        matrix = np.eye(3)
+        if name == "matrix" and len(values) == 6:
+            a, b, c, d, e, f = values
+            matrix = np.array([[a, c, e], [b, d, f], [0, 0, 1.0]])
+        elif name == "translate" and values:
+            matrix[0, 2] = values[0]
+            matrix[1, 2] = values[1] if len(values) > 1 else 0.0
+        elif name == "scale" and values:
+            matrix[0, 0] = values[0]
+            matrix[1, 1] = values[1] if len(values) > 1 else values[0]
+        elif name == "rotate" and values:
+            angle = math.radians(values[0])
+            rotation = np.array([[math.cos(angle), -math.sin(angle), 0], [math.sin(angle), math.cos(angle), 0], [0, 0, 1.0]])
+            if len(values) >= 3:
+                cx, cy = values[1], values[2]
+                rotation = _translation(cx, cy) @ rotation @ _translation(-cx, -cy)
+            matrix = rotation
+        elif name == "skewX" and values:
+            matrix[0, 1] = math.tan(math.radians(values[0]))
+        elif name == "skewY" and values:
+            matrix[1, 0] = math.tan(math.radians(values[0]))
+        result = result @ matrix
+    if not np.all(np.isfinite(result)):
+        return np.eye(3)
+    return result
+
+
+def _translation(x: float, y: float) -> np.ndarray:
+    return np.array([[1, 0, x], [0, 1, y], [0, 0, 1.0]])
+
+
+def parse_color(text: str | None, current_color=(0.0, 0.0, 0.0, 1.0)):
+    """A CSS colour -> RGBA tuple in 0..1, 'none' -> None, unknown -> None."""
+    if text is None:
+        return None
+    value = text.strip().lower()
+    if value in ("none", "transparent", ""):
+        return None
+    if value == "currentcolor":
+        return current_color
+    if value.startswith("#"):
+        digits = value[1:]
+        if len(digits) in (3, 4):
+            digits = "".join(c * 2 for c in digits)
+        if len(digits) in (6, 8) and all(c in "0123456789abcdef" for c in digits):
+            channels = [int(digits[i:i + 2], 16) / 255.0 for i in range(0, len(digits), 2)]
+            return tuple(channels) if len(channels) == 4 else (*channels, 1.0)
+        return None
+    match = re.fullmatch(r"rgba?\(([^)]*)\)", value)
+    if match:
+        parts = [p for p in re.split(r"[\s,/]+", match.group(1)) if p]
+        if len(parts) < 3:
+            return None
+        channels = []
+        for part in parts[:3]:
+            channels.append(float(part[:-1]) / 100.0 if part.endswith("%") else float(part) / 255.0)
+        alpha = 1.0
+        if len(parts) > 3:
+            alpha = float(parts[3][:-1]) / 100.0 if parts[3].endswith("%") else float(parts[3])
+        return tuple(min(max(c, 0.0), 1.0) for c in (*channels, alpha))
+    from PIL import ImageColor
+
+    named = ImageColor.colormap.get(value)
+    if isinstance(named, str):
+        return parse_color(named)
+    return None
+
+
+def _parse_opacity(text: str | None) -> float:
+    if text is None:
+        return 1.0
+    text = text.strip()
+    try:
+        value = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
+    except ValueError:
+        return 1.0
+    return min(max(value, 0.0), 1.0) if math.isfinite(value) else 1.0
+
+
+# ----------------------------------------------------------------------------- CSS
+
+
+@dataclass
+class _Rule:
+    tag: str | None
+    element_id: str | None
+    classes: tuple[str, ...]
+    specificity: tuple[int, int, int]
+    order: int
+    declarations: dict[str, str]
+
+    def matches(self, element: Element) -> bool:
+        if self.tag not in (None, "*") and element.tag != self.tag:
+            return False
+        if self.element_id is not None and element.attrib.get("id") != self.element_id:
+            return False
+        classes = set(element.attrib.get("class", "").split())
+        return all(c in classes for c in self.classes)
+
+
+def _parse_declarations(text: str) -> dict[str, str]:
+    declarations = {}
+    for item in text.split(";"):
+        name, _, value = item.partition(":")
+        name, value = name.strip().lower(), value.replace("!important", "").strip()
+        if name and value:
+            declarations[name] = value
+    return declarations
+
+
+def _parse_css(text: str, warnings: list[str], start_order: int) -> list[_Rule]:
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    rules = []
+    order = start_order
+    for selectors, body in re.findall(r"([^{}@]+)\{([^{}]*)\}", text):
+        declarations = _parse_declarations(body)
+        for selector in selectors.split(","):
+            selector = selector.strip()
+            match = re.fullmatch(r"([a-zA-Z][\w-]*|\*)?((?:[.#][\w-]+)*)", selector)
+            if not selector or match is None:
+                if selector:
+                    warnings.append(f"CSS selector '{selector}' is not supported and was ignored")
+                continue
+            tag = match.group(1)
+            parts = re.findall(r"([.#])([\w-]+)", match.group(2))
+            ids = [name for kind, name in parts if kind == "#"]
+            classes = tuple(name for kind, name in parts if kind == ".")
+            specificity = (len(ids), len(classes), int(tag not in (None, "*")))
+            rules.append(_Rule(tag, ids[0] if ids else None, classes, specificity, order, declarations))
+            order += 1
+    return rules
+
+
+# ----------------------------------------------------------------------------- the walk
+
+
+class _Reader:
+    def __init__(self, root: Element, input_name: str):
+        self.input_name = input_name
+        self.warnings: list[str] = []
+        self.ids = {}
+        rules: list[_Rule] = []
+        for element in root.iter():
+            if "id" in element.attrib and element.attrib["id"] not in self.ids:
+                self.ids[element.attrib["id"]] = element
+            if element.tag == "style":
+                rules += _parse_css(element.text, self.warnings, len(rules))
+        self.rules = sorted(rules, key=lambda r: (r.specificity, r.order))
+        self.groups: list[ShapeGroup] = []
+        self.rendered = 0
+        self.segments = 0
+        self._warned: set[str] = set()
+        self._geometry: dict[int, tuple[list[Subpath], str | None]] = {}
+
+    def warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.warnings.append(message)
+
+    def style_of(self, element: Element) -> dict[str, str]:
+        """Presentation attributes < CSS rules (by specificity) < the style attribute."""
+        style = {k: v for k, v in element.attrib.items() if k in _STYLE_PROPERTIES}
+        for rule in self.rules:
+            if rule.matches(element):
+                style.update(rule.declarations)
+        if "style" in element.attrib:
+            style.update(_parse_declarations(element.attrib["style"]))
+        return style
+
+    def paint(self, value: str | None, inherited: dict):
+        """A fill value -> RGBA or None, resolving currentColor and gradients (average colour)."""
+        if value is None:
+            return None
+        value = value.strip()
+        current = parse_color(inherited.get("color")) or (0.0, 0.0, 0.0, 1.0)
+        match = re.match(r"url\(\s*['\"]?#([^)'\"]+)['\"]?\s*\)\s*(.*)", value)
+        if match:
+            target = self.ids.get(match.group(1))
+            if target is not None and target.tag in ("linearGradient", "radialGradient"):
+                self.warn_once("gradient", "gradients are drawn with their average colour")
+                return self.gradient_average(target)
+            fallback = match.group(2).strip()
+            if fallback:
+                return parse_color(fallback, current)
+            self.warn_once(f"paint-{match.group(1)}", f"paint server '#{match.group(1)}' is not supported; its shapes were skipped")
+            return None
+        return parse_color(value, current)
+
+    def gradient_average(self, gradient: Element):
+        stops = gradient.children
+        seen = {id(gradient)}
+        while not any(s.tag == "stop" for s in stops) and "href" in gradient.attrib:
+            gradient = self.ids.get(gradient.attrib["href"].lstrip("#"))
+            if gradient is None or id(gradient) in seen:
+                break
+            seen.add(id(gradient))
+            stops = gradient.children
+        colours, offsets = [], []
+        for stop in (s for s in stops if s.tag == "stop"):
+            style = self.style_of(stop)
+            colour = parse_color(style.get("stop-color", "black")) or (0.0, 0.0, 0.0, 0.0)
+            alpha = colour[3] * _parse_opacity(style.get("stop-opacity"))
+            colours.append((*colour[:3], alpha))
+            offset = parse_length(stop.attrib.get("offset", "0"), 1.0)
+            offsets.append(min(max(offset or 0.0, 0.0), 1.0))
+        if not colours:
+            return None
+        if len(colours) == 1:
+            return colours[0]
+        colours, offsets = np.array(colours), np.maximum.accumulate(np.array(offsets))
+        weights = np.zeros(len(offsets))
+        spans = np.diff(offsets)
+        weights[:-1] += spans / 2
+        weights[1:] += spans / 2
+        weights[0] += offsets[0]
+        weights[-1] += 1 - offsets[-1]
+        return tuple(float(v) for v in (weights[:, None] * colours).sum(0) / max(weights.sum(), 1e-12))
+
+    def walk(self, element: Element, matrix: np.ndarray, inherited: dict, opacity: float, chain: tuple[str, ...],
+             is_root: bool = False):
+        self.rendered += 1
+        if self.rendered > MAX_RENDERED_ELEMENTS:
+            raise InputError(self.input_name, f"expands to more than {MAX_RENDERED_ELEMENTS} elements (nested <use>)",
+                             "a clipart-sized SVG")
+        tag = element.tag
+        if tag.startswith("{") or tag in _SKIPPED_CONTAINERS:
+            return
+        if tag in _UNSUPPORTED:
+            self.warn_once(tag, f"{_UNSUPPORTED[tag]} cannot be animated and were left out")
+            return
+        style = self.style_of(element)
+        if style.get("display", "").strip() == "none":
+            return
+        state = dict(inherited)
+        state.update({k: v for k, v in style.items() if k in _INHERITED})
+        opacity = opacity * _parse_opacity(style.get("opacity"))
+        if "clip-path" in style or "mask" in style:
+            self.warn_once("clip", "clip paths and masks are ignored")
+        if "transform" in element.attrib:
+            matrix = matrix @ parse_transform(element.attrib["transform"])
+        if tag in ("svg", "g", "a", "switch"):
+            if tag == "svg" and not is_root:  # a nested <svg>: only its x/y offset is honoured
+                matrix = matrix @ _translation(parse_length(element.attrib.get("x")) or 0.0,
+                                               parse_length(element.attrib.get("y")) or 0.0)
+            for child in element.children:
+                self.walk(child, matrix, state, opacity, chain)
+            return
+        if tag == "use":
+            self.use(element, matrix, state, opacity, chain)
+            return
+        key = id(element)
+        if key not in self._geometry:  # an element drawn again through <use> is parsed once
+            self._geometry[key] = self.geometry(element)
+        subpaths, d = self._geometry[key]
+        if not subpaths:
+            return
+        if state.get("visibility", "visible").strip() in ("hidden", "collapse"):
+            return
+        fill = self.paint(state.get("fill", "black"), state)
+        if parse_color(state.get("stroke")) is not None:
+            self.warn_once("stroke", "strokes are not drawn (convert strokes to fills, e.g. Inkscape: Path > Stroke to Path)")
+        if fill is None:
+            return
+        alpha = fill[3] * _parse_opacity(state.get("fill-opacity")) * opacity
+        if alpha <= 0:
+            return
+        if len(self.groups) >= MAX_SHAPES:
+            raise InputError(self.input_name, f"has more than {MAX_SHAPES} filled shapes", "a clipart-sized SVG; merge paths first")
+        self.segments += sum(s.num_segments for s in subpaths)
+        if self.segments > MAX_SEGMENTS:
+            raise InputError(self.input_name, f"has more than {MAX_SEGMENTS} path segments", "a clipart-sized SVG")
+        transformed = [s.transformed(matrix) for s in subpaths]
+        source_d = d if d is not None and np.array_equal(matrix, np.eye(3)) else None
+        even_odd = state.get("fill-rule", "nonzero").strip() == "evenodd"
+        self.groups.append(ShapeGroup(transformed, (*fill[:3], alpha), even_odd, element.attrib.get("id", ""), source_d))
+
+    def use(self, element, matrix, state, opacity, chain):
+        reference = element.attrib.get("href", "").strip()
+        target = self.ids.get(reference[1:]) if reference.startswith("#") else None
+        if target is None:
+            if reference and not reference.startswith("#"):
+                self.warn_once("external-use", "references to other files (<use href=\"file.svg#...\">) are ignored")
+            return
+        if reference in chain:
+            raise InputError(self.input_name, f"has a <use> that refers to itself ({reference})", "an SVG without reference loops")
+        offset = _translation(parse_length(element.attrib.get("x")) or 0.0, parse_length(element.attrib.get("y")) or 0.0)
+        matrix = matrix @ offset
+        if target.tag == "symbol":
+            for child in target.children:
+                self.walk(child, matrix, state, opacity, chain + (reference,))
+        else:
+            self.walk(target, matrix, state, opacity, chain + (reference,))
+
+    def geometry(self, element: Element) -> tuple[list[Subpath], str | None]:
+        a = element.attrib
+        tag = element.tag
+
+        def number(name, default=0.0):
+            value = parse_length(a.get(name))
+            return default if value is None else value
+
+        if tag == "path":
+            d = a.get("d", "")
+            return pathdata.parse_path_data(d, True, self.input_name, MAX_SEGMENTS), d
+        if tag == "rect":
+            rx = parse_length(a.get("rx")) if "rx" in a else None
+            ry = parse_length(a.get("ry")) if "ry" in a else None
+            shape = pathdata.rect_subpath(number("x"), number("y"), number("width"), number("height"), rx, ry)
+        elif tag == "circle":
+            r = number("r")
+            shape = pathdata.ellipse_subpath(number("cx"), number("cy"), r, r)
+        elif tag == "ellipse":
+            shape = pathdata.ellipse_subpath(number("cx"), number("cy"), number("rx"), number("ry"))
+        elif tag in ("polygon", "polyline"):
+            shape = pathdata.polygon_subpath(pathdata.parse_number_list(a.get("points", "")), tag == "polygon", True)
+        else:
+            return [], None
+        return ([shape] if shape is not None else []), None
+
+
+_STYLE_PROPERTIES = {"fill", "fill-opacity", "fill-rule", "opacity", "display", "visibility", "color", "stroke",
+                     "stop-color", "stop-opacity", "clip-path", "mask", "clip-rule"}
+
+
+# ----------------------------------------------------------------------------- viewport
+
+
+def _viewport(root: Element, input_name: str):
+    """(viewBox x, y, w, h) or None, and the preserveAspectRatio mode."""
+    box = None
+    if "viewBox" in root.attrib:
+        values = pathdata.parse_number_list(root.attrib["viewBox"])
+        if len(values) != 4:
+            raise InputError(input_name, f"has an unreadable viewBox '{root.attrib['viewBox']}'", "four numbers 'x y width height'")
+        box = values
+    width = parse_length(root.attrib.get("width"), box[2] if box else None)
+    height = parse_length(root.attrib.get("height"), box[3] if box else None)
+    for name, value in (("width", width), ("height", height)):
+        if value is not None and (not math.isfinite(value) or value <= 0 or value > MAX_DOCUMENT_SIZE):
+            raise InputError(input_name, f"has {name}={root.attrib.get(name)!r}", f"a positive size below {MAX_DOCUMENT_SIZE:g}")
+    if box is None and width is not None and height is not None:
+        box = [0.0, 0.0, width, height]
+    if box is not None:
+        x, y, w, h = box
+        if not all(math.isfinite(v) for v in box) or min(w, h) < MIN_DOCUMENT_SIZE or max(w, h) > MAX_DOCUMENT_SIZE \
+                or max(abs(x), abs(y)) > MAX_DOCUMENT_SIZE or max(w, h) / min(w, h) > 1e4:
+            raise InputError(input_name, f"has an absurd drawing area {box}",
+                             f"a viewBox with sizes from {MIN_DOCUMENT_SIZE:g} to {MAX_DOCUMENT_SIZE:g} and an aspect ratio below 10000")
+    return box, root.attrib.get("preserveAspectRatio", "xMidYMid meet")
+
+
+def _fit_matrix(box, aspect: str, width: int, height: int) -> np.ndarray:
+    x, y, w, h = box
+    parts = aspect.split()
+    align = parts[0] if parts else "xMidYMid"
+    if align == "none":
+        return np.diag([width / w, height / h, 1.0]) @ _translation(-x, -y)
+    slice_ = len(parts) > 1 and parts[1] == "slice"
+    scale = max(width / w, height / h) if slice_ else min(width / w, height / h)
+    fractions = {"Min": 0.0, "Mid": 0.5, "Max": 1.0}
+    fx = fractions.get(align[1:4], 0.5)
+    fy = fractions.get(align[5:8], 0.5)
+    offset_x = (width - w * scale) * fx
+    offset_y = (height - h * scale) * fy
+    return _translation(offset_x, offset_y) @ np.diag([scale, scale, 1.0]) @ _translation(-x, -y)
+
+
+def _content_box(groups: list[ShapeGroup]):
+    points = np.concatenate([s.points for g in groups for s in g.subpaths])
+    low, high = points.min(0), points.max(0)
+    size = np.maximum(high - low, 1e-6)
+    return [low[0], low[1], size[0], size[1]]
+
+
+def check_canvas(size: int, input_name: str = "size") -> int:
+    if not isinstance(size, (int, np.integer)) or not MIN_CANVAS <= size <= MAX_CANVAS:
+        raise InputError(input_name, f"is {size!r}", f"a whole number of pixels from {MIN_CANVAS} to {MAX_CANVAS}")
+    return int(size)
+
+
+def parse_svg(data: bytes | str, canvas: int = DEFAULT_CANVAS, input_name: str = "svg") -> Drawing:
+    """SVG text/bytes -> :class:`Drawing` fitted into a ``canvas`` x ``canvas`` working canvas."""
+    canvas = check_canvas(canvas, "canvas")
+    root = parse_xml(data, input_name)
+    if root.tag != "svg":
+        raise InputError(input_name, f"has a <{root.tag.split('}')[-1]}> root element", "an <svg> document")
+    box, aspect = _viewport(root, input_name)
+    reader = _Reader(root, input_name)
+    reader.walk(root, np.eye(3), {}, 1.0, (), is_root=True)
+    if not reader.groups:
+        hint = " (it only has strokes; convert strokes to fills)" if "stroke" in reader._warned else ""
+        raise InputError(input_name, f"contains no filled shape to animate{hint}", "an SVG with at least one filled path or shape")
+    if box is None:
+        box = _content_box(reader.groups)
+    fit = _fit_matrix(box, aspect, canvas, canvas)
+    identity = np.array_equal(fit, np.eye(3))
+    groups = []
+    for group in reader.groups:
+        subpaths = group.subpaths if identity else [s.transformed(fit) for s in group.subpaths]
+        groups.append(ShapeGroup(subpaths, group.fill, group.even_odd, group.element_id, group.source_d if identity else None))
+    drawing = Drawing(canvas, canvas, groups, reader.warnings)
+    extent = np.abs(drawing.all_points()).max()
+    if not math.isfinite(extent) or extent > 1e4 * canvas:
+        raise InputError(input_name, "has coordinates far outside its drawing area", "shapes inside the viewBox")
+    return drawing
+
+
+def load_svg(path: str | Path, canvas: int = DEFAULT_CANVAS, input_name: str = "svg") -> Drawing:
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise InputError(input_name, f"'{path}' cannot be read ({error.strerror})", "an existing SVG file") from None
+    from .safe_xml import MAX_BYTES
+
+    if size > MAX_BYTES:
+        raise InputError(input_name, f"is {size / 1e6:.1f} MB", f"at most {MAX_BYTES // 1_000_000} MB of SVG")
+    return parse_svg(path.read_bytes(), canvas, input_name)

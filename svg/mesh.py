@@ -1,0 +1,326 @@
+"""The triangle mesh that carries a drawing: triangulation, path subdivision at mesh edges, binding.
+
+As AniClipart: the dilated outline and the keypoints go to Shewchuk's Triangle (``pq<angle>a<area>``:
+constrained, quality, maximum area); keypoints are Steiner vertices and become the ARAP handles.
+Every line/cubic of the drawing is split where it crosses a mesh edge, so each piece lies inside one
+triangle, and every point of the drawing is bound to the first triangle (in Triangle's order) that
+contains it by barycentric coordinates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..pipelines.errors import InputError
+from .document import Drawing, ShapeGroup
+from .pathdata import Subpath
+
+DEFAULT_MAX_TRI_AREA = 30.0
+DEFAULT_MIN_TRI_ANGLE = 20.0
+_ENDPOINT_TOLERANCE = 1e-7  # svglib's "machine zero" for split parameters
+_BIND_CHUNK = 2_000_000
+
+
+@dataclass
+class Mesh:
+    vertices: np.ndarray  # [V, 2] float64, the outline first, then the keypoints, then Steiner points
+    triangles: np.ndarray  # [T, 3] int64
+    handle_index: np.ndarray  # [K] the keypoints' vertex indices
+
+    @property
+    def edges(self) -> np.ndarray:
+        return mesh_edges(self.triangles)
+
+    def areas(self, vertices: np.ndarray | None = None) -> np.ndarray:
+        """Signed triangle areas (positive for Triangle's counter-clockwise order in x-right/y-up)."""
+        v = self.vertices if vertices is None else vertices
+        a, b, c = v[..., self.triangles[:, 0], :], v[..., self.triangles[:, 1], :], v[..., self.triangles[:, 2], :]
+        return 0.5 * ((b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (c[..., 0] - a[..., 0]) * (b[..., 1] - a[..., 1]))
+
+
+def _flag_number(value: float) -> str:
+    return format(float(value), "g")
+
+
+def triangulate(outline: np.ndarray, keypoints: np.ndarray, max_area: float = DEFAULT_MAX_TRI_AREA,
+                min_angle: float = DEFAULT_MIN_TRI_ANGLE) -> Mesh:
+    """Quality constrained triangulation of the closed ``outline`` with ``keypoints`` inside."""
+    import triangle
+
+    if not 0 < min_angle <= 34:
+        raise InputError("min_tri_angle", f"is {min_angle}", "an angle in (0, 34] degrees (Triangle may not finish above)")
+    if not max_area > 0:
+        raise InputError("max_tri_area", f"is {max_area}", "a positive area in square canvas pixels")
+    outline = np.asarray(outline, np.float64)
+    keypoints = np.asarray(keypoints, np.float64).reshape(-1, 2)
+    n = len(outline)
+    vertices = np.concatenate([outline, keypoints], axis=0)
+    segments = np.stack([np.arange(n), (np.arange(n) + 1) % n], axis=1)
+    result = triangle.triangulate({"vertices": vertices, "segments": segments},
+                                  f"pq{_flag_number(min_angle)}a{_flag_number(max_area)}Q")
+    out_vertices = np.asarray(result["vertices"], np.float64)
+    triangles = np.asarray(result["triangles"], np.int64)
+    if len(out_vertices) < len(vertices) or not np.array_equal(out_vertices[: len(vertices)], vertices):
+        raise InputError("keypoints", "contain duplicate points (Triangle merged them)", "distinct keypoints")
+    handle_index = np.arange(n, n + len(keypoints))
+    used = np.zeros(len(out_vertices), bool)
+    used[triangles.ravel()] = True
+    outside = [int(k) for k, index in enumerate(handle_index) if not used[index]]
+    if outside:
+        raise InputError("keypoints", f"{outside} lie outside the figure's outline", "keypoints on the drawing")
+    return Mesh(out_vertices, triangles, handle_index)
+
+
+def mesh_edges(triangles: np.ndarray) -> np.ndarray:
+    """Unique undirected edges (i < j), sorted lexicographically (pwarp's ``get_edges``)."""
+    pairs = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [0, 2]]])
+    return np.unique(np.sort(pairs, axis=1), axis=0)
+
+
+# ----------------------------------------------------------------------------- subdivision
+
+
+_ROOT_GRID = 32  # sign changes of the line equation are searched on this many sub-intervals of [0, 1]
+_PAIR_CHUNK = 4_000_000
+
+
+def _candidate_pairs(low: np.ndarray, high: np.ndarray, edge_low: np.ndarray, edge_high: np.ndarray):
+    """(segment, edge) pairs whose bounding boxes touch, in segment then edge order."""
+    segments, edges = [], []
+    chunk = max(1, _PAIR_CHUNK // max(len(edge_low), 1))
+    for start in range(0, len(low), chunk):
+        touch = np.all((high[start:start + chunk, None] >= edge_low[None]) &
+                       (low[start:start + chunk, None] <= edge_high[None]), axis=-1)
+        s, e = np.nonzero(touch)
+        segments.append(s + start)
+        edges.append(e)
+    return np.concatenate(segments), np.concatenate(edges)
+
+
+def _line_crossings(p0, p1, a, b):
+    """Parameters along p0->p1 (arrays [n, 2]) where they cross edges a->b; NaN where they do not."""
+    d, e, w = p1 - p0, b - a, a - p0
+    denominator = d[:, 0] * e[:, 1] - d[:, 1] * e[:, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (w[:, 0] * e[:, 1] - w[:, 1] * e[:, 0]) / denominator
+        s = (w[:, 0] * d[:, 1] - w[:, 1] * d[:, 0]) / denominator
+    ok = (denominator != 0) & (t >= 0) & (t <= 1) & (s >= 0) & (s <= 1)
+    return np.where(ok, t, np.nan)
+
+
+def _cubic_crossings(control, a, b):
+    """Parameters along cubics (control [n, 4, 2]) where they cross edges a->b: [n, 3], NaN-padded.
+
+    The signed distance of the curve to the edge's line is a cubic polynomial in t; its roots are
+    bracketed on a fine grid and refined by safeguarded Newton steps to machine precision.
+    """
+    e = b - a
+    offsets = control - a[:, None, :]
+    f = e[:, None, 0] * offsets[..., 1] - e[:, None, 1] * offsets[..., 0]  # [n, 4] Bernstein coefficients
+    coefficients = np.stack([f[:, 3] - 3 * f[:, 2] + 3 * f[:, 1] - f[:, 0],
+                             3 * (f[:, 2] - 2 * f[:, 1] + f[:, 0]),
+                             3 * (f[:, 1] - f[:, 0]), f[:, 0]], axis=1)  # power basis, highest first
+
+    def value(t):
+        return ((coefficients[:, 0:1] * t + coefficients[:, 1:2]) * t + coefficients[:, 2:3]) * t + coefficients[:, 3:4]
+
+    grid = np.linspace(0.0, 1.0, _ROOT_GRID + 1)[None]
+    samples = value(np.repeat(grid, len(f), 0))
+    negative = samples < 0
+    change = negative[:, :-1] != negative[:, 1:]
+    pair, interval = np.nonzero(change)
+    lo, hi = grid[0, interval], grid[0, interval + 1]
+    flo = samples[pair, interval]
+    c = coefficients[pair]
+    t = (lo + hi) / 2
+    for _ in range(60):
+        fv = ((c[:, 0] * t + c[:, 1]) * t + c[:, 2]) * t + c[:, 3]
+        same = (fv < 0) == (flo < 0)
+        lo, hi = np.where(same, t, lo), np.where(same, hi, t)
+        flo = np.where(same, fv, flo)
+        slope = (3 * c[:, 0] * t + 2 * c[:, 1]) * t + c[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            newton = t - fv / slope
+        inside = np.isfinite(newton) & (newton > lo) & (newton < hi)
+        t = np.where(inside, newton, (lo + hi) / 2)
+    exact_zero = samples[:, 1:-1] == 0
+    zero_pair, zero_index = np.nonzero(exact_zero & ~change[:, :-1])  # zeros the brackets missed
+    pair = np.concatenate([pair, zero_pair])
+    t = np.concatenate([t, grid[0, zero_index + 1]])
+    points = _bezier_points(control[pair], t)
+    edge = e[pair]
+    s = ((points - a[pair]) * edge).sum(1) / (edge * edge).sum(1)
+    keep = (s >= 0) & (s <= 1)
+    result = np.full((len(f), 3), np.nan)
+    slot = np.zeros(len(f), np.int64)
+    for p, value_t in zip(pair[keep], t[keep]):
+        if slot[p] < 3:
+            result[p, slot[p]] = value_t
+            slot[p] += 1
+    return result
+
+
+def _bezier_points(control: np.ndarray, t: np.ndarray) -> np.ndarray:
+    u = (1 - t)[:, None]
+    t = t[:, None]
+    return u ** 3 * control[:, 0] + 3 * u * u * t * control[:, 1] + 3 * u * t * t * control[:, 2] + t ** 3 * control[:, 3]
+
+
+def _split_cubic(control: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
+    p01 = control[0] + t * (control[1] - control[0])
+    p12 = control[1] + t * (control[2] - control[1])
+    p23 = control[2] + t * (control[3] - control[2])
+    p012 = p01 + t * (p12 - p01)
+    p123 = p12 + t * (p23 - p12)
+    mid = p012 + t * (p123 - p012)
+    return np.array([control[0], p01, p012, mid]), np.array([mid, p123, p23, control[3]])
+
+
+def _near(value: float, target: float) -> bool:
+    return abs(value - target) <= _ENDPOINT_TOLERANCE
+
+
+def _segments(subpath: Subpath):
+    """Control points of each segment: [2, 2] for a line, [4, 2] for a cubic."""
+    count = len(subpath.points)
+    cursor = 0
+    for ncp in subpath.num_control_points:
+        step = int(ncp) + 1
+        yield subpath.points[[(cursor + k) % count for k in range(step + 1)]]
+        cursor += step
+
+
+def _split_segment(control: np.ndarray, zs: list[float], points: list, kinds: list) -> None:
+    """Append the pieces of one segment split at the sorted parameters ``zs`` (svglib's rules)."""
+    if len(control) == 2:
+        if not zs:
+            points.append(control[1])
+            kinds.append(0)
+            return
+        if not _near(zs[0], 0.0):
+            zs.insert(0, 0.0)
+        if not _near(zs[-1], 1.0):
+            zs.append(1.0)
+        for z in zs[1:]:
+            points.append(control[0] + z * (control[1] - control[0]))
+            kinds.append(0)
+        return
+    if zs and _near(zs[0], 0.0):
+        zs.pop(0)
+    if zs and _near(zs[-1], 1.0):
+        zs.pop(-1)
+    rest, previous = control, 0.0
+    for z in zs:
+        piece, rest = _split_cubic(rest, (z - previous) / (1 - previous))
+        previous = z
+        points += [piece[1], piece[2], piece[3]]
+        kinds.append(2)
+    points += [rest[1], rest[2], rest[3]]
+    kinds.append(2)
+
+
+def subdivide(drawing: Drawing, vertices: np.ndarray, edges: np.ndarray) -> Drawing:
+    """Split every line/cubic of the drawing at all its crossings with the mesh edges."""
+    edge_a, edge_b = vertices[edges[:, 0]], vertices[edges[:, 1]]
+    segments = [segment for group in drawing.groups for subpath in group.subpaths for segment in _segments(subpath)]
+    low = np.array([s.min(0) for s in segments])
+    high = np.array([s.max(0) for s in segments])
+    pair_segment, pair_edge = _candidate_pairs(low, high, np.minimum(edge_a, edge_b), np.maximum(edge_a, edge_b))
+    is_line = np.array([len(s) == 2 for s in segments])[pair_segment]
+    crossings: list[list[float]] = [[] for _ in segments]
+    lines = np.nonzero(is_line)[0]
+    if len(lines):
+        ends = np.array([segments[i] for i in pair_segment[lines]])
+        t = _line_crossings(ends[:, 0], ends[:, 1], edge_a[pair_edge[lines]], edge_b[pair_edge[lines]])
+        for segment, value in zip(pair_segment[lines], t):
+            if not np.isnan(value):
+                crossings[segment].append(float(value))
+    cubics = np.nonzero(~is_line)[0]
+    if len(cubics):
+        control = np.array([segments[i] for i in pair_segment[cubics]])
+        roots = _cubic_crossings(control, edge_a[pair_edge[cubics]], edge_b[pair_edge[cubics]])
+        for segment, values in zip(pair_segment[cubics], roots):
+            crossings[segment] += [float(v) for v in values if not np.isnan(v)]
+    groups, index = [], 0
+    for group in drawing.groups:
+        subpaths = []
+        for subpath in group.subpaths:
+            points, kinds = [subpath.points[0]], []
+            for _ in subpath.num_control_points:
+                _split_segment(segments[index], sorted(crossings[index]), points, kinds)
+                index += 1
+            points = np.array(points, np.float64)
+            if subpath.closed:
+                points = points[:-1]  # the last end is the start
+            subpaths.append(Subpath(points, np.array(kinds, np.int64), subpath.closed))
+        groups.append(ShapeGroup(subpaths, group.fill, group.even_odd, group.element_id, group.source_d))
+    return Drawing(drawing.width, drawing.height, groups, list(drawing.warnings))
+
+
+# ----------------------------------------------------------------------------- binding
+
+
+def barycentric(points: np.ndarray, vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Barycentric coordinates [P, T, 3] of every point in every triangle (AniClipart's formula)."""
+    v0, v1, v2 = (vertices[triangles[:, k]] for k in range(3))
+    e1, e2 = v1 - v0, v2 - v0
+    d00 = (e1 * e1).sum(1)
+    d01 = (e1 * e2).sum(1)
+    d11 = (e2 * e2).sum(1)
+    denominator = d00 * d11 - d01 * d01
+    offset = points[:, None, :] - v0[None]
+    d20 = (offset * e1[None]).sum(2)
+    d21 = (offset * e2[None]).sum(2)
+    b1 = (d11 * d20 - d01 * d21) / denominator
+    b2 = (d00 * d21 - d01 * d20) / denominator
+    b0 = 1.0 - b1 - b2
+    return np.stack([b0, b1, b2], axis=-1)
+
+
+def bind_points(points: np.ndarray, vertices: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each point the first triangle containing it and its barycentric coordinates there.
+
+    A point outside every triangle (only possible through rounding) takes the triangle it is least
+    outside of, with extrapolated coordinates.
+    """
+    points = np.asarray(points, np.float64)
+    corners = vertices[triangles]  # [T, 3, 2]
+    box_low, box_high = corners.min(1) - 1e-9, corners.max(1) + 1e-9
+    face_index = np.full(len(points), -1, np.int64)
+    bary = np.zeros((len(points), 3), np.float64)
+    chunk = max(1, _BIND_CHUNK // max(len(triangles), 1))
+    for start in range(0, len(points), chunk):
+        block = points[start:start + chunk]
+        candidate = np.all((block[:, None] >= box_low[None]) & (block[:, None] <= box_high[None]), axis=-1)
+        point_of, triangle_of = np.nonzero(candidate)  # row-major: by point, then triangle order
+        coords = _pair_barycentric(block[point_of], vertices, triangles[triangle_of])
+        inside = np.all((coords >= 0) & (coords <= 1), axis=-1)
+        hit_points, first = np.unique(point_of[inside], return_index=True)
+        hits = np.nonzero(inside)[0][first]
+        face_index[start + hit_points] = triangle_of[hits]
+        bary[start + hit_points] = coords[hits]
+    missing = np.nonzero(face_index < 0)[0]
+    if len(missing):
+        coords = barycentric(points[missing], vertices, triangles)
+        chosen = np.argmax(coords.min(-1), axis=1)
+        face_index[missing] = chosen
+        bary[missing] = coords[np.arange(len(missing)), chosen]
+    return face_index, bary
+
+
+def _pair_barycentric(points: np.ndarray, vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Barycentric coordinates of point i in triangle i (same formula as ``barycentric``)."""
+    v0, v1, v2 = (vertices[triangles[:, k]] for k in range(3))
+    e1, e2 = v1 - v0, v2 - v0
+    d00 = (e1 * e1).sum(1)
+    d01 = (e1 * e2).sum(1)
+    d11 = (e2 * e2).sum(1)
+    denominator = d00 * d11 - d01 * d01
+    offset = points - v0
+    d20 = (offset * e1).sum(1)
+    d21 = (offset * e2).sum(1)
+    b1 = (d11 * d20 - d01 * d21) / denominator
+    b2 = (d00 * d21 - d01 * d20) / denominator
+    return np.stack([1.0 - b1 - b2, b1, b2], axis=-1)
