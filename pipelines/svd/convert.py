@@ -184,13 +184,13 @@ def _replace_head(table: dict[str, str]) -> Callable[[str], str | None]:
 
 
 def _convert(state_dict: StateDict, rename: Callable[[str], str | None], source: str, model_name: str,
-             transforms: Mapping[str, Transform] = {}) -> StateDict:
+             transforms: Mapping[str, Transform] = {}, original_name: Callable[[str], str] = str) -> StateDict:
     converted: StateDict = {}
     unknown = []
     for key, value in state_dict.items():
         new_key = rename(key)
         if new_key is None:
-            unknown.append(key)
+            unknown.append(original_name(key))
             continue
         transform = next((t for suffix, t in transforms.items() if new_key.endswith(suffix)), None)
         converted[new_key] = transform(value) if transform else value
@@ -270,7 +270,8 @@ def _unet_blocks(config: Mapping) -> dict[str, tuple[str, Callable[[str], str]]]
 
 def convert_unet(state_dict: StateDict, unet_config: Mapping, source: str) -> StateDict:
     """``model.diffusion_model.*`` (prefix already removed) -> UNetSpatioTemporalConditionModel keys."""
-    return _convert(state_dict, _Renamer(_unet_blocks(unet_config)), source, "the SVD UNet")
+    return _convert(state_dict, _Renamer(_unet_blocks(unet_config)), source, "the SVD UNet",
+                    original_name=lambda key: UNET_PREFIX + key)
 
 
 # ----------------------------------------------------------------------------- VAE
@@ -330,17 +331,19 @@ def _squeeze_1x1(weight: torch.Tensor) -> torch.Tensor:
 def convert_vae(state_dict: StateDict, layout: SingleFileLayout, vae_config: Mapping, source: str) -> StateDict:
     """The VAE keys of a single file (full names) -> AutoencoderKLTemporalDecoder (or AutoencoderKL) keys."""
     relative: StateDict = {}
+    original: dict[str, str] = {}
+    sources = [(layout.vae_encoder_prefix, "encoder."), (DECODER_PREFIX, "decoder.")]
+    if layout.quant_conv_prefix:
+        sources.append((layout.quant_conv_prefix, "quant_conv."))
     for key, value in state_dict.items():
-        if key.startswith(layout.vae_encoder_prefix):
-            relative["encoder." + key[len(layout.vae_encoder_prefix):]] = value
-        elif key.startswith(DECODER_PREFIX):
-            relative["decoder." + key[len(DECODER_PREFIX):]] = value
-        elif layout.quant_conv_prefix and key.startswith(layout.quant_conv_prefix):
-            relative["quant_conv." + key[len(layout.quant_conv_prefix):]] = value
+        for prefix, local in sources:
+            if key.startswith(prefix):
+                relative[local + key[len(prefix):]] = value
+                original[local + key[len(prefix):]] = key
     levels = len(vae_config["block_out_channels"])
     blocks = _vae_blocks(levels, vae_config["layers_per_block"], layout.temporal_decoder)
     attention_weights = {f".to_{p}.weight": _squeeze_1x1 for p in ("q", "k", "v")} | {".to_out.0.weight": _squeeze_1x1}
-    converted = _convert(relative, _Renamer(blocks), source, "the SVD VAE", attention_weights)
+    converted = _convert(relative, _Renamer(blocks), source, "the SVD VAE", attention_weights, original.__getitem__)
     if layout.quant_conv_prefix is None:
         converted.update(identity_conv("quant_conv", 2 * vae_config["latent_channels"], converted["encoder.conv_out.weight"]))
     if not layout.temporal_decoder:
@@ -387,7 +390,7 @@ def convert_open_clip_visual(state_dict: StateDict, source: str) -> StateDict:
             continue
         match = _RESBLOCK.match(key)
         if match is None:
-            unknown.append(key)
+            unknown.append(IMAGE_ENCODER_PREFIX + key)
             continue
         layer, leaf = match.groups()
         prefix = f"vision_model.encoder.layers.{layer}."
@@ -398,7 +401,7 @@ def convert_open_clip_visual(state_dict: StateDict, source: str) -> StateDict:
             continue
         renamed = _replace_head(_CLIP_LAYER)(leaf)
         if renamed is None:
-            unknown.append(key)
+            unknown.append(IMAGE_ENCODER_PREFIX + key)
         else:
             converted[prefix + renamed] = value
     if unknown:

@@ -133,10 +133,10 @@ def save_diffusers_folder(models: dict, folder: Path, dtype: torch.dtype = torch
 # ----------------------------------------------------------------------------- sgm layout
 
 
-def _sgm_unet(state_dict: dict) -> dict:
-    """diffusers UNetSpatioTemporalConditionModel keys -> sgm VideoUNet keys."""
-    per_level = UNET_CONFIG["layers_per_block"]
-    attention_up = [kind.startswith("CrossAttn") for kind in UNET_CONFIG["up_block_types"]]
+def sgm_unet(state_dict: dict, config: dict = UNET_CONFIG) -> dict:
+    """diffusers UNetSpatioTemporalConditionModel keys -> sgm VideoUNet keys (``model.diffusion_model.*``)."""
+    per_level = config["layers_per_block"]
+    attention_up = [kind.startswith("CrossAttn") for kind in config["up_block_types"]]
     fixed = {"conv_in": "input_blocks.0.0", "time_embedding.linear_1": "time_embed.0",
              "time_embedding.linear_2": "time_embed.2", "add_embedding.linear_1": "label_emb.0.0",
              "add_embedding.linear_2": "label_emb.0.2", "conv_norm_out": "out.0", "conv_out": "out.2"}
@@ -203,9 +203,9 @@ def _as_1x1(key: str, value: torch.Tensor) -> torch.Tensor:
     return value
 
 
-def _sgm_vae_decoder(state_dict: dict) -> dict:
+def _sgm_vae_decoder(state_dict: dict, config: dict = VAE_CONFIG) -> dict:
     """diffusers ``TemporalDecoder`` keys (no ``decoder.`` prefix) -> sgm ``VideoDecoder`` keys."""
-    levels = len(VAE_CONFIG["block_out_channels"])
+    levels = len(config["block_out_channels"])
     out = {}
     for key, value in state_dict.items():
         new = re.sub(r"^up_blocks\.(\d+)\.", lambda m: f"up.{levels - 1 - int(m[1])}.", key)
@@ -222,7 +222,7 @@ def _sgm_vae_decoder(state_dict: dict) -> dict:
     return out
 
 
-def _open_clip_visual(state_dict: dict) -> dict:
+def _open_clip_visual(state_dict: dict, config: dict = IMAGE_ENCODER_CONFIG) -> dict:
     """transformers CLIP vision keys -> OpenCLIP ``VisionTransformer`` keys."""
     top = {"vision_model.embeddings.class_embedding": "class_embedding",
            "vision_model.embeddings.patch_embedding.weight": "conv1.weight",
@@ -231,7 +231,7 @@ def _open_clip_visual(state_dict: dict) -> dict:
            "vision_model.post_layernorm.weight": "ln_post.weight", "vision_model.post_layernorm.bias": "ln_post.bias"}
     out = {top[k]: v for k, v in state_dict.items() if k in top}
     out["proj"] = state_dict["visual_projection.weight"].t().contiguous()
-    layers = IMAGE_ENCODER_CONFIG["num_hidden_layers"]
+    layers = config["num_hidden_layers"]
     for i in range(layers):
         src, dst = f"vision_model.encoder.layers.{i}.", f"transformer.resblocks.{i}."
         for kind in ("weight", "bias"):
@@ -242,8 +242,10 @@ def _open_clip_visual(state_dict: dict) -> dict:
     return out
 
 
-def single_file_state_dict(models: dict) -> dict:
-    unet = _sgm_unet(models["unet"].state_dict())
+def single_file_state_dict(models: dict, unet_config: dict = UNET_CONFIG, vae_config: dict = VAE_CONFIG,
+                           image_encoder_config: dict = IMAGE_ENCODER_CONFIG) -> dict:
+    """All modules in the sgm single-file layout (the configs describe the modules' structure)."""
+    unet = sgm_unet(models["unet"].state_dict(), unet_config)
     vae = models["vae"].state_dict()
     encoder = {k[len("encoder."):]: v for k, v in vae.items() if k.startswith("encoder.")}
     decoder = {k[len("decoder."):]: v for k, v in vae.items() if k.startswith("decoder.")}
@@ -251,10 +253,13 @@ def single_file_state_dict(models: dict) -> dict:
     out = dict(unet)
     out.update({f"{conditioner_ae}encoder.{k}": v for k, v in _sgm_vae_encoder(encoder).items()})
     out.update({f"{conditioner_ae}quant_conv.{k[len('quant_conv.'):]}": v for k, v in vae.items() if k.startswith("quant_conv.")})
-    out.update({f"first_stage_model.encoder.{k}": v for k, v in _sgm_vae_encoder(models["first_stage_encoder"].state_dict()).items()})
-    out.update({f"first_stage_model.decoder.{k}": v for k, v in _sgm_vae_decoder(decoder).items()})
+    first_stage = models.get("first_stage_encoder")
+    first_stage = first_stage.state_dict() if first_stage is not None else encoder
+    out.update({f"first_stage_model.encoder.{k}": v for k, v in _sgm_vae_encoder(first_stage).items()})
+    out.update({f"first_stage_model.decoder.{k}": v for k, v in _sgm_vae_decoder(decoder, vae_config).items()})
     clip = {k: v for k, v in models["image_encoder"].state_dict().items() if k != "vision_model.embeddings.position_ids"}
-    out.update({f"conditioner.embedders.0.open_clip.model.visual.{k}": v for k, v in _open_clip_visual(clip).items()})
+    out.update({f"conditioner.embedders.0.open_clip.model.visual.{k}": v
+                for k, v in _open_clip_visual(clip, image_encoder_config).items()})
     return out
 
 
