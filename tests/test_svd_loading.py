@@ -217,3 +217,18 @@ def test_full_size_official_layout_converts_to_the_shipped_modules(variant):
         else:
             converted = convert.convert_vae(raw, layout, configs["vae"], "x")
         checkpoints.check_keys(module, {k: tuple(v.shape) for k, v in converted.items()}, "full-size", component)
+
+
+def test_image_decoder_variant_loads_a_frame_by_frame_vae(files, tmp_path):
+    from comfyui_animate_suite.pipelines.svd import pipeline
+
+    plain = tiny.image_decoder_vae(files.models["vae"])
+    models = dict(files.models, vae=plain)
+    path = tiny.save_single_file(models, tmp_path / "svd_image_decoder.safetensors")
+    parts = loading.load_svd_components(path, config_dir=files.config_dir)
+    assert type(parts.vae).__name__ == "AutoencoderKL" and parts.variant == "svd"
+    _assert_same_weights(parts.vae, plain)
+    latents = torch.randn(1, 2, 4, 6, 8, generator=torch.Generator().manual_seed(0))
+    frames = pipeline.decode_latents(parts.vae, latents, 0, pipeline.RunContext())
+    expected = plain.decode(latents[0] / plain.config.scaling_factor).sample
+    assert torch.allclose(frames, (expected * 0.5 + 0.5).clamp(0, 1).permute(0, 2, 3, 1), atol=1e-6)

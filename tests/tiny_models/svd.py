@@ -104,6 +104,22 @@ def build(seed: int = 0) -> dict[str, torch.nn.Module]:
     return {"unet": unet, "vae": vae, "image_encoder": image_encoder, "first_stage_encoder": first_stage_encoder}
 
 
+def image_decoder_vae(vae: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
+    """The frame-by-frame variant (``svd_image_decoder``): the same encoder, a plain SD decoder."""
+    from diffusers import AutoencoderKL
+
+    config = {k: v for k, v in VAE_CONFIG.items() if not k.startswith("_")}
+    plain = AutoencoderKL.from_config({**config, "up_block_types": ["UpDecoderBlock2D"] * len(config["block_out_channels"])})
+    _jitter(plain, seeded(seed))
+    with torch.no_grad():
+        plain.encoder.load_state_dict(vae.encoder.state_dict())
+        plain.quant_conv.load_state_dict(vae.quant_conv.state_dict())
+        channels = config["latent_channels"]  # the sgm first stage has no post_quant_conv: an identity
+        plain.post_quant_conv.weight.copy_(torch.eye(channels).reshape(channels, channels, 1, 1))
+        plain.post_quant_conv.bias.zero_()
+    return plain.eval()
+
+
 def _write_json(data: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2))
