@@ -121,23 +121,22 @@ def check_family(key_shapes: KeyShapes, source: str) -> None:
 def describe(key_shapes: KeyShapes, source: str) -> SingleFileLayout:
     """Check the family and sort every key of a single file into a module or a documented leftover."""
     check_family(key_shapes, source)
+    temporal = any(k.startswith(DECODER_PREFIX) and "time_stack" in k for k in key_shapes)
     conditioner_ae = sorted({m.group(1) for k in key_shapes if (m := _CONDITIONER_AE.match(k))})
     leftovers: dict[str, str] = {}
     if conditioner_ae:
         ae = conditioner_ae[0]
-        layout = SingleFileLayout(ae + "encoder.", ae + "quant_conv.", False)
+        layout = SingleFileLayout(ae + "encoder.", ae + "quant_conv.", temporal, leftovers)
         for key in key_shapes:
             if key.startswith(FIRST_STAGE_ENCODER_PREFIX):
                 leftovers[key] = "first-stage encoder; the conditioner's copy encodes the input frame"
             elif key.startswith((ae + "decoder.", ae + "post_quant_conv.")):
                 leftovers[key] = "decoder half of the conditioner's autoencoder (it only encodes)"
     else:
-        layout = SingleFileLayout(FIRST_STAGE_ENCODER_PREFIX, None, False)
+        layout = SingleFileLayout(FIRST_STAGE_ENCODER_PREFIX, None, temporal, leftovers)
     for key in key_shapes:
         if key.startswith(OPEN_CLIP_PREFIX) and not key.startswith(IMAGE_ENCODER_PREFIX):
             leftovers[key] = "OpenCLIP text-tower remnant; SVD conditions on the image only"
-    layout.temporal_decoder = any(k.startswith(DECODER_PREFIX) and "time_stack" in k for k in key_shapes)
-    layout.leftovers = leftovers
     used = tuple(p for c in ("unet", "image_encoder", "vae") for p in layout.prefixes(c))
     unknown = [k for k in key_shapes if not k.startswith(used) and k not in leftovers]
     if unknown:
