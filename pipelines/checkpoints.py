@@ -30,12 +30,15 @@ def _require_file(path: Path) -> None:
         raise ModelNotFoundError("Model file", f"'{path.name}'", [str(path.parent)])
 
 
-def _load_safetensors(path: Path, device: str) -> StateDict:
-    from safetensors import SafetensorError
+def _load_safetensors(path: Path, device: str, prefixes: tuple[str, ...] = ()) -> StateDict:
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     try:
-        return load_file(str(path), device=device)
+        if not prefixes:
+            return load_file(str(path), device=device)
+        with safe_open(str(path), framework="pt", device=device) as handle:
+            return {key: handle.get_tensor(key) for key in handle.keys() if key.startswith(prefixes)}
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(
             f"'{path}' is not a readable safetensors file ({error}). "
@@ -77,15 +80,21 @@ def _unwrap_state_dict(loaded, path: Path) -> StateDict:
     return dict(loaded)
 
 
-def load_state_dict(path: str | os.PathLike, device: str = "cpu") -> StateDict:
-    """Read all tensors of a weights file onto ``device``."""
+def load_state_dict(path: str | os.PathLike, device: str = "cpu", prefixes: Iterable[str] = ()) -> StateDict:
+    """Read the tensors of a weights file onto ``device``: all, or only keys starting with one of ``prefixes``.
+
+    With ``prefixes``, a safetensors file reads just those tensors (one component of a bundled
+    checkpoint never costs the memory of the whole file).
+    """
     path = Path(path)
     _require_file(path)
+    prefixes = tuple(prefixes)
     suffix = path.suffix.lower()
     if suffix in SAFETENSORS_SUFFIXES:
-        return _load_safetensors(path, device)
+        return _load_safetensors(path, device, prefixes)
     if suffix in PICKLE_SUFFIXES:
-        return _load_pickle(path, device)
+        loaded = _load_pickle(path, device)
+        return {k: v for k, v in loaded.items() if k.startswith(prefixes)} if prefixes else loaded
     raise CheckpointError(f"'{path}' has an unknown weights format; expected one of {', '.join(WEIGHT_SUFFIXES)}.")
 
 

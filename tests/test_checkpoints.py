@@ -110,3 +110,13 @@ def test_ignored_missing_keys_are_allowed_but_nothing_else():
 
 def test_strip_prefix():
     assert checkpoints.strip_prefix({"a.b": 1, "c.d": 2}, "a.") == {"b": 1}
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_prefixes_select_one_component(tmp_path, suffix):
+    weights = {"unet.a": torch.ones(2), "unet.b": torch.zeros(1), "vae.c": torch.ones(3)}
+    path = tmp_path / f"bundle{suffix}"
+    save_file(weights, path) if suffix == ".safetensors" else torch.save(weights, path)
+    assert set(checkpoints.load_state_dict(path, prefixes=("unet.",))) == {"unet.a", "unet.b"}
+    assert set(checkpoints.load_state_dict(path, prefixes=("vae.", "unet.b"))) == {"vae.c", "unet.b"}
+    assert set(checkpoints.load_state_dict(path)) == set(weights)

@@ -229,3 +229,49 @@ def _check_link(link, nodes, definitions) -> list[str]:
         if not _types_compatible(socket["type"], link_type):
             problems.append(f"link {link_id}: into {target['type']}.{socket['name']} ({socket['type']}) but carries {link_type}")
     return problems
+
+
+def check_api_workflow(prompt: dict, definitions: Callable[[str], tuple[dict, tuple] | None],
+                       is_listing: Callable[[str, str], bool]) -> list[str]:
+    """Problems in an API-format workflow (what POST /prompt executes): node types, inputs, values, links."""
+    problems = []
+    for node_id, node in prompt.items():
+        class_type = node.get("class_type")
+        definition = definitions(class_type)
+        label = f"node {node_id} ({class_type})"
+        if definition is None:
+            problems.append(f"{label}: unknown node type")
+            continue
+        input_types, _ = definition
+        specs = {**(input_types.get("required") or {}), **(input_types.get("optional") or {})}
+        inputs = node.get("inputs", {})
+        for name in (input_types.get("required") or {}):
+            if name not in inputs:
+                problems.append(f"{label}: required input '{name}' is missing")
+        for name, value in inputs.items():
+            spec = specs.get(name)
+            if spec is None:
+                problems.append(f"{label}: input '{name}' is not defined by the node")
+            elif isinstance(value, list):
+                problems += _check_api_link(label, name, spec, value, prompt, definitions)
+            elif not is_widget(spec):
+                problems.append(f"{label}: input '{name}' ({input_kind(spec)}) needs a link, got {value!r}")
+            else:
+                error = _value_fits(spec, value, is_listing(class_type, name))
+                if error:
+                    problems.append(f"{label}: input '{name}' {error}")
+    return problems
+
+
+def _check_api_link(label, name, spec, link, prompt, definitions) -> list[str]:
+    if len(link) != 2 or str(link[0]) not in prompt:
+        return [f"{label}: input '{name}' links to a missing node {link!r}"]
+    source = definitions(prompt[str(link[0])].get("class_type"))
+    if source is None:
+        return []
+    returns = source[1]
+    if not isinstance(link[1], int) or link[1] >= len(returns):
+        return [f"{label}: input '{name}' links to output {link[1]} that node {link[0]} lacks"]
+    if not _types_compatible(returns[link[1]], input_kind(spec)):
+        return [f"{label}: input '{name}' ({input_kind(spec)}) gets {returns[link[1]]} from node {link[0]}"]
+    return []

@@ -1,0 +1,210 @@
+"""SVD img2vid nodes: load the model, turn a photo into frames, save an Apple Live Photo."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+import folder_paths
+
+from ..pipelines import images as image_ops
+from ..pipelines.checkpoints import WEIGHT_SUFFIXES
+from ..pipelines.errors import InputError
+from ..pipelines.svd.pipeline import MOTION_PRESETS, MOTIONS, ORIENTATIONS
+from ..pipelines.svd.samplers import SAMPLERS
+from . import comfy_bridge
+from .video_nodes import FPS_INPUT, _metadata
+
+CATEGORY = "Animate Suite/SVD"
+MODEL_TYPE = "ANIMATESUITE_SVD_MODEL"
+OUT_OF_MEMORY_ADVICE = (
+    "Lower decode_chunk_size, frames or width/height, pick precision fp16/bf16 in the loader, or use "
+    "context_frames (e.g. 14) for long clips."
+)
+
+
+_MOTION_TOOLTIP = "Presets set motion_bucket_id / noise_aug_strength / max_guidance: " + ", ".join(
+    f"{name} {p.motion_bucket_id}/{p.noise_aug_strength}/{p.max_guidance}" for name, p in MOTION_PRESETS.items()
+) + ". custom uses the values below."
+
+
+@dataclass
+class SVDModel:
+    """What the loader hands to the sampler: the loaded parts, one ModelPatcher per module."""
+
+    parts: object  # pipelines.svd.loading.SVDComponents
+    patchers: list
+    dtype: torch.dtype
+    name: str
+
+
+def _model_choices() -> list[str]:
+    return comfy_bridge.file_choices("checkpoints") + comfy_bridge.folder_choices(["diffusers"])
+
+
+def _model_path(choice: str) -> str:
+    if choice.startswith("diffusers/") and not choice.lower().endswith(WEIGHT_SUFFIXES):
+        return comfy_bridge.model_folder_path(choice, "model")
+    return comfy_bridge.model_file_path("checkpoints", choice, "model")
+
+
+class AnimateSuiteSVDLoader:
+    DISPLAY_NAME = "SVD Loader (Animate Suite)"
+    DESCRIPTION = ("Loads Stable Video Diffusion img2vid (svd, svd_xt, svd_xt_1_1) from a single checkpoint file in "
+                   "models/checkpoints or a diffusers folder in models/diffusers. Image encoder, UNet and VAE each get "
+                   "their own ComfyUI model slot, so only the stage that runs sits in VRAM.")
+    CATEGORY = CATEGORY
+    FUNCTION = "load"
+    RETURN_TYPES = (MODEL_TYPE,)
+    RETURN_NAMES = ("svd_model",)
+    OUTPUT_TOOLTIPS = ("The SVD model for SVD Image to Video.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": comfy_bridge.listing_input(
+                    _model_choices(),
+                    "svd.safetensors (14 frames), svd_xt.safetensors / svd_xt_1_1.safetensors (25 frames) or their "
+                    "fp16 variants from models/checkpoints, or a diffusers folder (diffusers/stable-video-diffusion-img2vid-xt).",
+                ),
+                "precision": (list(comfy_bridge.PRECISIONS), {"default": "auto", "tooltip": (
+                    "auto: bf16/fp16 on a GPU, fp32 on CPU. With fp16 the VAE still runs in fp32 (the SD VAE overflows in fp16).")}),
+            }
+        }
+
+    def load(self, model, precision):
+        from ..pipelines.svd.loading import load_svd_components
+
+        dtype = comfy_bridge.pick_dtype(precision)
+        parts = load_svd_components(_model_path(model), dtype)
+        patchers = [comfy_bridge.make_patcher(m) for m in (parts.image_encoder, parts.vae, parts.unet)]
+        return (SVDModel(parts, patchers, dtype, model),)
+
+
+class AnimateSuiteSVDImageToVideo:
+    DISPLAY_NAME = "SVD Image to Video (Animate Suite)"
+    DESCRIPTION = ("Turns one photo into a short clip with Stable Video Diffusion. The photo is cropped, padded or "
+                   "stretched to width x height (swapped for portrait photos), then image encoder, UNet and VAE run "
+                   "one after another. Pick a motion preset for predictable motion, or 'custom' for the raw values. "
+                   "Outputs frames and fps for Save Animation / Save Live Photo.")
+    CATEGORY = CATEGORY
+    FUNCTION = "generate"
+    RETURN_TYPES = ("IMAGE", "FLOAT")
+    RETURN_NAMES = ("frames", "fps")
+    OUTPUT_TOOLTIPS = ("The generated frames.", "The fps the clip was conditioned on, for the save nodes.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "svd_model": (MODEL_TYPE, {"tooltip": "From SVD Loader."}),
+                "image": ("IMAGE", {"tooltip": "The photo to animate (the first image of a batch)."}),
+                "width": ("INT", {"default": 1024, "min": 64, "max": 4096, "step": 64, "tooltip": "Clip width for a landscape photo (SVD was trained at 1024x576)."}),
+                "height": ("INT", {"default": 576, "min": 64, "max": 4096, "step": 64, "tooltip": "Clip height for a landscape photo; portrait photos swap width and height (see orientation)."}),
+                "resize_mode": (list(image_ops.RESIZE_MODES), {"default": "crop", "tooltip": "crop fills the frame (cuts the edges), pad letterboxes the whole photo, stretch ignores the aspect."}),
+                "frames": ("INT", {"default": 0, "min": 0, "max": 1024, "tooltip": "Frames to generate; 0 uses the model's own (14 svd, 25 svd_xt). More than that uses context windows."}),
+                "steps": ("INT", {"default": 25, "min": 1, "max": 500, "tooltip": "Sampling steps."}),
+                "motion": (list(MOTIONS), {"default": "custom", "tooltip": _MOTION_TOOLTIP}),
+                "motion_bucket_id": ("INT", {"default": 127, "min": 0, "max": 1023, "tooltip": "More motion with higher values (trained on 0..255). Used when motion is custom."}),
+                "fps": ("INT", {"default": 7, "min": 1, "max": 120, "tooltip": "Frame rate of the clip; the model is conditioned on fps - 1, as in the reference."}),
+                "noise_aug_strength": ("FLOAT", {"default": 0.02, "min": 0.0, "max": 10.0, "step": 0.01, "tooltip": "Noise added to the photo before encoding: more motion, less likeness. Used when motion is custom."}),
+                "min_guidance": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 50.0, "step": 0.1, "tooltip": "Guidance of the first frame; it rises linearly to max_guidance at the last."}),
+                "max_guidance": ("FLOAT", {"default": 3.0, "min": 0.0, "max": 50.0, "step": 0.1, "tooltip": "Guidance of the last frame. Used when motion is custom."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "Random seed; the same seed gives the same clip on any device."}),
+                "decode_chunk_size": ("INT", {"default": 8, "min": 0, "max": 1024, "tooltip": "Frames the VAE decodes at once (0: all). Lower uses less VRAM; halved automatically on out-of-memory."}),
+                "sampler": (list(SAMPLERS), {"default": "euler", "tooltip": "euler: the reference (Euler, Karras sigmas, v-prediction); euler_ancestral: more variation; dpmpp_2m: sharper in few steps."}),
+            },
+            "optional": {
+                "orientation": (list(ORIENTATIONS), {"default": "auto", "tooltip": "auto swaps width and height to match a portrait or landscape photo; 'as set' keeps them."}),
+                "context_frames": ("INT", {"default": 0, "min": 0, "max": 1024, "tooltip": "Window length for clips longer than the model's frame count; 0 uses the model's own."}),
+                "context_overlap": ("INT", {"default": 4, "min": 0, "max": 1023, "tooltip": "Frames neighbouring windows share; their predictions are blended with linear ramps."}),
+            },
+        }
+
+    def generate(self, svd_model, image, width, height, resize_mode, frames, steps, motion, motion_bucket_id, fps,
+                 noise_aug_strength, min_guidance, max_guidance, seed, decode_chunk_size, sampler,
+                 orientation="auto", context_frames=0, context_overlap=4):
+        from ..pipelines.svd.pipeline import SVDSettings, generate
+
+        if not isinstance(svd_model, SVDModel):
+            raise InputError("svd_model", f"got {type(svd_model).__name__}", "the output of SVD Loader")
+        settings = SVDSettings(
+            width=width, height=height, resize_mode=resize_mode, orientation=orientation, num_frames=frames,
+            steps=steps, motion_bucket_id=motion_bucket_id, fps=fps, noise_aug_strength=noise_aug_strength,
+            min_guidance=min_guidance, max_guidance=max_guidance, seed=seed, decode_chunk_size=decode_chunk_size,
+            sampler=sampler, motion=motion, context_frames=context_frames, context_overlap=context_overlap,
+        )
+        ctx = comfy_bridge.run_context(svd_model.patchers, svd_model.dtype)
+        with comfy_bridge.out_of_memory_advice("generating the SVD clip", OUT_OF_MEMORY_ADVICE):
+            clip = generate(svd_model.parts, image, settings, ctx)
+        return (comfy_bridge.to_intermediate(clip), float(fps))
+
+
+def _pair_paths(folder: str, stem: str, counter: int) -> tuple[str, int]:
+    # The still and the movie share a name; neither may overwrite an earlier pair.
+    while True:
+        base = f"{stem}_{counter:05d}_"
+        if not any(os.path.exists(os.path.join(folder, base + s)) for s in (".jpg", ".mov")):
+            return base, counter
+        counter += 1
+
+
+class AnimateSuiteSaveLivePhoto:
+    DISPLAY_NAME = "Save Live Photo (Animate Suite)"
+    DESCRIPTION = ("Saves frames as an Apple Live Photo: a JPEG still and an H.264 .mov sharing one content identifier "
+                   "(MakerNote ContentIdentifier in the JPEG; com.apple.quicktime.content.identifier and a "
+                   "still-image-time track in the movie). Copy both files to Photos (AirDrop or import together) to get "
+                   "a Live Photo.")
+    CATEGORY = "Animate Suite/video"
+    FUNCTION = "save"
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("content_identifier",)
+    OUTPUT_TOOLTIPS = ("The UUID both files carry.",)
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "The frames of the motion part, in order."}),
+                "fps": FPS_INPUT,
+                "filename_prefix": ("STRING", {"default": "AnimateSuite/live", "tooltip": "Sub-folder and file name start inside the output folder; the pair is <name>.jpg + <name>.mov."}),
+                "still_frame": ("INT", {"default": 0, "min": -1, "max": 100000, "tooltip": "Which frame is the still (0: the first, which SVD keeps closest to the photo; -1: the middle)."}),
+                "quality": ("INT", {"default": 90, "min": 1, "max": 100, "tooltip": "JPEG quality and movie quality (x264 CRF 45..5)."}),
+            },
+            "optional": {
+                "still_image": ("IMAGE", {"tooltip": "Optional still to use instead of a frame, e.g. the original photo; resized (crop) to the frame size."}),
+            },
+            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
+        }
+
+    def save(self, images, fps, filename_prefix, still_frame, quality, still_image=None, prompt=None, extra_pnginfo=None):
+        from ..pipelines.livephoto import write_live_photo
+
+        images = image_ops.check_image_batch(images)
+        if fps <= 0:
+            raise InputError("fps", f"is {fps}", "a positive number")
+        count = images.shape[0]
+        index = count // 2 if still_frame == -1 else still_frame
+        if not 0 <= index < count:
+            raise InputError("still_frame", f"is {still_frame} for {count} frames", f"-1 or 0..{count - 1}")
+        frames = image_ops.to_uint8(images)
+        height, width = frames.shape[1:3]
+        still = frames[index]
+        if still_image is not None:
+            photo = image_ops.check_image_batch(still_image, "still_image")[:1]
+            still = image_ops.to_uint8(image_ops.resize_batch(photo, width, height, "crop"))[0]
+        output_dir = folder_paths.get_output_directory()
+        folder, stem, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, output_dir, width, height)
+        base, _ = _pair_paths(folder, stem, counter)
+        identifier = write_live_photo(frames, fps, still, Path(folder) / f"{base}.jpg", Path(folder) / f"{base}.mov",
+                                      still_frame=index, quality=quality, metadata=_metadata(prompt, extra_pnginfo))
+        files = [{"filename": f"{base}{suffix}", "subfolder": subfolder, "type": "output"} for suffix in (".jpg", ".mov")]
+        return {"ui": {"images": files[:1], "live_photo": files, "content_identifier": [identifier]}, "result": (identifier,)}
+
+
+NODE_CLASSES = [AnimateSuiteSVDLoader, AnimateSuiteSVDImageToVideo, AnimateSuiteSaveLivePhoto]
