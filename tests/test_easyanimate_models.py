@@ -133,3 +133,21 @@ def test_sizes_that_break_the_grid_are_refused_naming_the_input(field, value, me
         check_request(request, size_multiple=32, max_frames=4096)
     assert message in str(info.value)
     check_request(VideoRequest(prompt="x", width=480, height=288), size_multiple=32, max_frames=4096)
+
+
+def test_forward_works_when_comfyui_leaves_non_leaf_tensors_on_the_offload_device():
+    # ComfyUI's partial load moves or streams leaf layers only; scale_shift_table (held by blocks) and
+    # the motion module's pe buffers stay behind. The meta device stands in for the GPU.
+    model = tiny.v1_transformer()
+    meta = torch.device("meta")
+    for module in model.modules():
+        own = list(module.parameters(recurse=False))
+        if own and len(own) == len(list(module.parameters())):
+            module.to(meta)
+    assert model.scale_shift_table.device.type == "cpu"
+    assert model.transformer_blocks[0].attn_temporal.temporal_transformer.transformer_blocks[0] \
+        .attention_blocks[0].pos_encoder.pe.device.type == "cpu"
+    latents = torch.zeros(2, 4, 2, 8, 8, device=meta)
+    out = model(latents, torch.tensor([999, 999], device=meta), torch.zeros(2, 6, 32, device=meta),
+                torch.ones(2, 6, dtype=torch.long, device=meta))
+    assert out.shape == (2, 8, 2, 8, 8) and out.device == meta

@@ -199,7 +199,7 @@ class EasyAnimateV1:
 
 
 V1_SOURCE = ("https://huggingface.co/PixArt-alpha/PixArt-XL-2-512x512 (base folder) and "
-             "https://huggingface.co/alibaba-pai/EasyAnimate (easyanimate_v1_mm.safetensors)")
+             "https://pai-aigc-photog.oss-cn-hangzhou.aliyuncs.com/easyanimate/Motion_Module/easyanimate_v1_mm.safetensors")
 
 
 def load_v1(base_folder: str | Path, motion_module: str | Path, dtype: torch.dtype) -> EasyAnimateV1:

@@ -14,6 +14,10 @@ Data flow of one block (tokens ``b (f h w) c``): adaLN-single modulated norm1 ->
 self-attention per frame -> gated residual -> motion module (own residual) -> cross-attention to the
 T5 tokens on the un-normalised stream -> modulated norm2 -> GELU(tanh) feed-forward -> gated residual.
 
+Parameters and buffers held outside leaf layers (``scale_shift_table``, ``pos_encoder.pe``) are moved
+to the activations' device where they are used: ComfyUI's partial loading streams leaf layers only and
+leaves those on the offload device.
+
 The motion module's "grid" attention: every temporal sequence is all F frames of one 2x2 cell of
 tokens, ordered (frame, row, column); the sinusoidal frame encoding is added before the fold, so the
 four tokens of a cell share it. Token grids must therefore have even sides (images a multiple of 32).
@@ -329,7 +333,7 @@ class TemporalAttention(nn.Module):
         batch = x.shape[0] // frames
         x = x.unflatten(0, (batch, frames)).transpose(1, 2)  # b (h w) f c
         if self.pos_encoder is not None:
-            x = x + self.pos_encoder.pe[0, :frames]
+            x = x + self.pos_encoder.pe[0, :frames].to(x.device)
         n = self.block_size
         x = x.reshape(batch, height // n, n, width // n, n, frames, x.shape[-1])
         x = x.permute(0, 1, 3, 5, 2, 4, 6)  # b h' w' f n m c
@@ -422,8 +426,9 @@ class TransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor, context: torch.Tensor, context_bias: torch.Tensor | None,
                 modulation: torch.Tensor, frames: int, height: int, width: int) -> torch.Tensor:
         batch = x.shape[0]
+        table = self.scale_shift_table.to(modulation.device)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (
-            self.scale_shift_table[None] + modulation.reshape(batch, 6, -1)).chunk(6, dim=1)
+            table[None] + modulation.reshape(batch, 6, -1)).chunk(6, dim=1)
         normed = self.norm1(x) * (1 + scale_msa) + shift_msa
         per_frame = normed.reshape(batch * frames, -1, normed.shape[-1])
         x = gate_msa * self.attn1(per_frame).reshape(x.shape) + x
@@ -470,7 +475,8 @@ class EasyAnimateV1Transformer(nn.Module):
         context = self.caption_projection(encoder_hidden_states)
         for block in self.transformer_blocks:
             x = block(x, context, context_bias, modulation, frames, height, width)
-        shift, scale = (self.scale_shift_table[None] + embedded_timestep[:, None]).chunk(2, dim=1)
+        table = self.scale_shift_table.to(embedded_timestep.device)
+        shift, scale = (table[None] + embedded_timestep[:, None]).chunk(2, dim=1)
         x = self.proj_out(self.norm_out(x) * (1 + scale) + shift)
         return self.unpatchify(x, frames, height, width)
 

@@ -90,9 +90,9 @@ def tiny_vae(seed: int = 0):
 
     seeded(seed)
     blocks = 4  # a VAE factor of 8, as the SD VAE
-    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32,) * blocks,
+    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16,) * blocks,
                          down_block_types=("DownEncoderBlock2D",) * blocks, up_block_types=("UpDecoderBlock2D",) * blocks,
-                         layers_per_block=1, norm_num_groups=32, sample_size=64)
+                         layers_per_block=1, norm_num_groups=8, sample_size=64)
 
 
 def write_v1(root: Path, seed: int = 0, name: str = "PixArt-XL-2-512x512") -> TinyV1:
