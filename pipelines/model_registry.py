@@ -197,9 +197,10 @@ STABLE_ANIMATOR = ModelFamily(
 EASYANIMATE = ModelFamily(
     "easyanimate",
     "EasyAnimate",
-    "https://huggingface.co/alibaba-pai/EasyAnimate (v1 motion module), "
-    "https://huggingface.co/PixArt-alpha/PixArt-XL-2-512x512, "
-    "https://huggingface.co/alibaba-pai/EasyAnimateV5.1-7b-zh-diffusers",
+    "https://pai-aigc-photog.oss-cn-hangzhou.aliyuncs.com/easyanimate/Motion_Module/easyanimate_v1_mm.safetensors "
+    "(v1 motion module, listed in github.com/aigc-apps/EasyAnimate at 362521e), "
+    "https://huggingface.co/PixArt-alpha/PixArt-XL-2-512x512 (v1 base, diffusers folder), "
+    "https://huggingface.co/alibaba-pai/EasyAnimateV5.1-7b-zh-diffusers (v5.1)",
     (
         _f("v1_motion_module", "easyanimate_v1_mm.safetensors", "easyanimate"),
         _f("v1_base", ("PixArt-XL-2-512x512",), ("easyanimate", "diffusers"), FOLDER),
