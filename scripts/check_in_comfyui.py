@@ -63,7 +63,16 @@ import importlib
 bridge = importlib.import_module("{LINK_NAME}.nodes.comfy_bridge")
 ops = bridge._lowvram_ops()
 assert ops is not None, "this ComfyUI's comfy.ops cannot cast weights on the fly"
-model = torch.nn.Sequential(*[torch.nn.Linear(64, 64) for _ in range(8)])
+class WithTable(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.Sequential(*[torch.nn.Linear(64, 64) for _ in range(8)])
+        self.table = torch.nn.Parameter(torch.zeros(64))  # a tensor no comfy.ops layer owns
+
+    def forward(self, x):
+        return self.layers(x) + self.table
+
+model = WithTable()
 bridge._swap_to_comfy_ops(model, ops)
 meta = torch.device("meta")
 patcher = comfy.model_patcher.ModelPatcher(model, load_device=meta, offload_device=torch.device("cpu"))
@@ -72,6 +81,7 @@ patcher.load(meta, lowvram_model_memory=int(size * 0.4), full_load=False)
 devices = sorted({{p.device.type for p in model.parameters()}})
 assert devices == ["cpu", "meta"], devices
 assert model.model_lowvram
+bridge.place_unstreamed_tensors(model, meta)
 out = model(torch.randn(2, 64, device=meta))
 print("streaming: partial load", devices, "forward ok", tuple(out.shape))
 """
