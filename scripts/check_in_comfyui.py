@@ -94,6 +94,47 @@ def _post(url: str, payload: dict) -> dict:
         return json.loads(response.read())
 
 
+# Jobs that need no model files: (output node id, prompt in API format).
+JOBS = {
+    "frames -> GIF": {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 4, "color": 16711680}},
+        "2": {"class_type": "AnimateSuiteSaveAnimation", "inputs": {
+            "images": ["1", 0], "fps": 8.0, "filename_prefix": "check/anim", "format": "gif", "loop": 0, "quality": 80}},
+    },
+    "procedural clipart -> MP4": {
+        "1": {"class_type": "AnimateSuiteLoadClipart", "inputs": {
+            "svg": "(pack example) gingerbread.svg", "canvas": 256, "keypoints": "side files, else detect",
+            "complexity": 0.5, "max_tri_area": 30.0, "min_tri_angle": 20.0}},
+        "2": {"class_type": "AnimateSuiteAnimateClipart", "inputs": {
+            "clipart": ["1", 0], "motion": "wave", "frames": 12, "fps": 12.0, "amplitude": 1.0, "speed": 0.5,
+            "loop": True, "fixed_start": True, "seed": 0}},
+        "3": {"class_type": "AnimateSuiteRenderClipart", "inputs": {"animation": ["2", 0], "size": 256, "background": "white"}},
+        "4": {"class_type": "AnimateSuiteSaveAnimation", "inputs": {
+            "images": ["3", 0], "fps": ["2", 1], "filename_prefix": "check/clipart", "format": "mp4", "loop": 0, "quality": 80}},
+    },
+}
+
+
+def _run_job(base: str, output_dir: Path, label: str, prompt: dict) -> None:
+    prompt_id = _post(base + "/prompt", {"prompt": prompt, "client_id": "animate-suite-check"})["prompt_id"]
+    for _ in range(600):
+        with urllib.request.urlopen(f"{base}/history/{prompt_id}", timeout=10) as response:
+            history = json.loads(response.read())
+        if prompt_id in history and history[prompt_id]["status"].get("completed") is not None:
+            break
+        time.sleep(0.5)
+    else:
+        raise SystemExit(f"job {label}: the prompt did not finish")
+    status = history[prompt_id]["status"]
+    if status["status_str"] != "success":
+        raise SystemExit(f"job {label}: {json.dumps(status['messages'])[-3000:]}")
+    save_node = max(prompt, key=int)
+    entry = history[prompt_id]["outputs"][save_node]["images"][0]
+    written = output_dir / entry["subfolder"] / entry["filename"]
+    assert written.is_file(), written
+    print(f"job {label}: ok", written.name)
+
+
 def check_job(comfy_dir: Path, python: str) -> None:
     port = _free_port()
     output_dir = Path(tempfile.mkdtemp(prefix="animate_suite_out_"))
@@ -110,24 +151,8 @@ def check_job(comfy_dir: Path, python: str) -> None:
                 time.sleep(0.5)
         else:
             raise SystemExit("job: the server did not come up")
-        prompt = {
-            "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 4, "color": 16711680}},
-            "2": {"class_type": "AnimateSuiteSaveAnimation", "inputs": {
-                "images": ["1", 0], "fps": 8.0, "filename_prefix": "check/anim", "format": "gif", "loop": 0, "quality": 80}},
-        }
-        prompt_id = _post(base + "/prompt", {"prompt": prompt, "client_id": "animate-suite-check"})["prompt_id"]
-        for _ in range(240):
-            with urllib.request.urlopen(f"{base}/history/{prompt_id}", timeout=10) as response:
-                history = json.loads(response.read())
-            if prompt_id in history and history[prompt_id]["status"].get("completed"):
-                break
-            time.sleep(0.5)
-        else:
-            raise SystemExit("job: the prompt did not finish")
-        entry = history[prompt_id]["outputs"]["2"]["images"][0]
-        written = output_dir / entry["subfolder"] / entry["filename"]
-        assert written.is_file(), written
-        print("job: ok", written.name, history[prompt_id]["status"]["status_str"])
+        for label, prompt in JOBS.items():
+            _run_job(base, output_dir, label, prompt)
     finally:
         server.terminate()
         server.wait(timeout=30)
