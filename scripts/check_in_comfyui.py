@@ -6,8 +6,8 @@
    reports no import failure.
 2. Streaming: a module converted by ``comfy_bridge.make_patcher`` is partially loaded by ComfyUI's
    real ``ModelPatcher`` (the meta device stands in for a GPU) and still runs forward.
-3. A job: a server is started on loopback, a prompt EmptyImage -> AnimateSuiteSaveAnimation is
-   queued over HTTP, and the GIF it writes is checked.
+3. Jobs: a server is started on loopback and prompts that need no model files (frames -> GIF,
+   procedural clipart -> MP4) are queued over HTTP; the files they write are checked.
 
 ComfyUI itself needs torchvision, so use a Python environment where ComfyUI's requirements are
 installed (``--python``). Nothing is downloaded.
