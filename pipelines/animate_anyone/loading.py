@@ -237,10 +237,14 @@ def load_image_encoder(path: Path, dtype=torch.float32) -> nn.Module:
 
     weights = weights_file(path, IMAGE_ENCODER_WEIGHTS, "AnimateAnyone image encoder")
     config_file = weights.parent / "config.json"
-    config = read_json(config_file if config_file.is_file() else CONFIG_DIR / IMAGE_ENCODER_CONFIG)
-    model = CLIPVisionModelWithProjection(_clip_vision_config(config))
-    state = _vision_tower(load_state_dict(weights), model)
-    load_into_module(model, state, weights, "the CLIP image encoder (ViT-L/14 with projection, transformers layout)")
+    config = _clip_vision_config(read_json(config_file if config_file.is_file() else CONFIG_DIR / IMAGE_ENCODER_CONFIG))
+    what = "the CLIP image encoder (ViT-L/14 with projection, transformers layout)"
+    with torch.device("meta"):  # check the file before spending time on building the real model
+        probe = CLIPVisionModelWithProjection(config)
+    state = _vision_tower(load_state_dict(weights), probe)
+    check_keys(probe, {key: tuple(value.shape) for key, value in state.items()}, str(weights), what)
+    model = CLIPVisionModelWithProjection(config)
+    load_into_module(model, state, weights, what)
     return model.to(dtype).eval().requires_grad_(False)
 
 
