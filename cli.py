@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .pipelines.errors import AnimateSuiteError
 
-_COMMAND_MODULES: tuple[str, ...] = ()
+_COMMAND_MODULES: tuple[str, ...] = (".pipelines.animate_anyone.cli",)
 
 PACK_DIR = Path(__file__).resolve().parent
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from ..pipelines.animate_anyone.settings import FITS, AnimateAnyoneSettings
 from ..pipelines.errors import InputError
 from . import comfy_bridge
 
@@ -23,7 +24,6 @@ RELEASED = {
 # Weight files that stand for a diffusers/transformers folder (its config.json sits next to them).
 IMAGE_ENCODER_FILES = ("model.safetensors", "pytorch_model.bin")
 VAE_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin", "diffusion_pytorch_model.fp16.safetensors")
-FITS = ("stretch", "crop", "pad")
 DEFAULT_FPS = 24.0
 
 
@@ -139,7 +139,7 @@ class AnimateSuiteAnimateAnyoneSampler:
 
     def sample(self, model, reference_image, pose_frames, width, height, steps, guidance, seed, context_frames,
                context_overlap, context_stride, fit, pose_fps=None):
-        from ..pipelines.animate_anyone.pipeline import AnimateAnyoneSettings, animate
+        from ..pipelines.animate_anyone.pipeline import animate
 
         if not isinstance(model, AnimateAnyoneModel):
             raise InputError("model", f"got {type(model).__name__}.", "the output of the AnimateAnyone Loader")

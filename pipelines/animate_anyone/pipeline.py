@@ -30,31 +30,16 @@ from ..images import check_image_batch, to_uint8
 from .context_windows import uniform_windows
 from .loading import AnimateAnyoneModels
 from .reference_attention import reading_reference, record_reference_features
+from .settings import FITS, AnimateAnyoneSettings
 
 LATENT_SCALE = 0.18215
 VAE_FACTOR = 8
 CLIP_SIZE = 224
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-FITS = ("stretch", "crop", "pad")
 POSE_BATCH = 8
 # Linear map from SD1.5 latents to RGB for step previews (as ComfyUI's Latent2RGB previewer).
 LATENT_RGB = ((0.3512, 0.2297, 0.3227), (0.3250, 0.4974, 0.2350), (-0.2829, 0.1762, 0.2721), (-0.2120, -0.2616, -0.7177))
-
-
-@dataclass
-class AnimateAnyoneSettings:
-    """Sampling settings; the defaults are the reference's ``scripts/pose2vid.py`` ones."""
-
-    width: int = 512
-    height: int = 784
-    steps: int = 30
-    guidance: float = 3.5
-    seed: int = 42
-    context_frames: int = 24
-    context_overlap: int = 4
-    context_stride: int = 1
-    fit: str = "stretch"
 
 
 @dataclass
