@@ -130,14 +130,19 @@ def _random_sd15_models(device, dtype):
     from comfyui_animate_suite.pipelines.animate_anyone import loading
 
     config = loading.AnimateAnyoneConfig.for_weights()
-    with torch.device(device):
-        modules = {
-            "reference_net": config.build_reference_net(), "denoising_unet": config.build_denoising_unet(),
-            "pose_guider": config.build_pose_guider(),
-            "image_encoder": CLIPVisionModelWithProjection(
-                loading._clip_vision_config(loading.read_json(loading.CONFIG_DIR / loading.IMAGE_ENCODER_CONFIG))),
-            "vae": AutoencoderKL.from_config(loading.read_json(loading.CONFIG_DIR / loading.VAE_CONFIG)),
-        }
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # random weights created in the target dtype: no fp32 copy in memory
+    try:
+        with torch.device(device):
+            modules = {
+                "reference_net": config.build_reference_net(), "denoising_unet": config.build_denoising_unet(),
+                "pose_guider": config.build_pose_guider(),
+                "image_encoder": CLIPVisionModelWithProjection(
+                    loading._clip_vision_config(loading.read_json(loading.CONFIG_DIR / loading.IMAGE_ENCODER_CONFIG))),
+                "vae": AutoencoderKL.from_config(loading.read_json(loading.CONFIG_DIR / loading.VAE_CONFIG)),
+            }
+    finally:
+        torch.set_default_dtype(default_dtype)
     for module in modules.values():
         module.to(dtype).eval().requires_grad_(False)
     return loading.AnimateAnyoneModels(**modules, scheduler_config=config.scheduler)

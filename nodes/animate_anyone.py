@@ -99,7 +99,10 @@ class AnimateSuiteAnimateAnyoneLoader:
                                    image_encoder=_resolve(image_encoder, (FOLDER, "clip_vision"), "image_encoder"),
                                    vae=_resolve(vae, (FOLDER, "vae"), "vae"))
         models = load_models(files, dtype)
-        patchers = [comfy_bridge.make_patcher(module) for module in models.modules().values()]
+        # transformers' CLIP keeps weights and buffers in non-leaf modules, which partial loading would leave
+        # behind: it is small, so always load it whole.
+        patchers = [comfy_bridge.make_patcher(module, streamable=name != "image_encoder")
+                    for name, module in models.modules().items()]
         return (AnimateAnyoneModel(models, patchers, dtype),)
 
 

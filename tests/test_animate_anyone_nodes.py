@@ -56,6 +56,8 @@ def test_loader_and_sampler_make_frames_with_one_patcher_per_model(comfy, releas
     (model,) = run_node("AnimateSuiteAnimateAnyoneLoader", **_loader_inputs())
     assert len(model.patchers) == 5 and len({id(p.model) for p in model.patchers}) == 5
     assert model.dtype == torch.float32
+    full_load = {type(p.model).__name__: p.animate_suite_full_load for p in model.patchers}
+    assert full_load["CLIPVisionModelWithProjection"] is True  # never half-loaded (see the loader)
     frames, fps = run_node("AnimateSuiteAnimateAnyoneSampler", **_sampler_inputs(model, pose_fps=12.5))
     assert frames.shape == (5, 80, 64, 3) and frames.dtype == torch.float32 and frames.device.type == "cpu"
     assert fps == 12.5

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from comfyui_animate_suite.pipelines.animate_anyone import pipeline as aa_pipeline
 from comfyui_animate_suite.pipelines.animate_anyone import reference_attention
 from comfyui_animate_suite.pipelines.animate_anyone.loading import load_models
 from comfyui_animate_suite.pipelines.animate_anyone.pipeline import AnimateAnyoneSettings, animate
@@ -173,3 +174,14 @@ def test_without_guidance_overlaps_are_summed_like_the_reference(models, images,
         handle.remove()
     # frame 0 is in windows 1 and 3 ([0-3], [3-6], [6, 0, 1, 2]): its prediction is their sum
     torch.testing.assert_close(seen[0][:, :, 0], unet_outputs[0][:, :, 0] + unet_outputs[2][:, :, 1])
+
+
+def test_fit_crops_or_pads_to_the_target_aspect():
+    from PIL import Image
+
+    wide = Image.new("RGB", (300, 100), (255, 255, 255))
+    cropped = aa_pipeline._fit(wide, 64, 80, "crop")
+    padded = aa_pipeline._fit(wide, 64, 80, "pad")
+    assert cropped.size == (80, 100) and padded.size == (300, 375)
+    assert padded.getpixel((150, 0)) == (0, 0, 0) and padded.getpixel((150, 187)) == (255, 255, 255)
+    assert aa_pipeline._fit(wide, 64, 80, "stretch") is wide

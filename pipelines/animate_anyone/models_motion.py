@@ -63,7 +63,8 @@ class PositionalEncoding(nn.Module):
         return self.pe.shape[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.pe[:, : x.shape[1]].to(x.dtype)
+        # A module with a buffer and no weights is not moved by ComfyUI's partial loading: follow x.
+        return x + self.pe[:, : x.shape[1]].to(device=x.device, dtype=x.dtype)
 
 
 class TemporalSelfAttention(nn.Module):

@@ -301,7 +301,7 @@ class DenoisingUNet3D(nn.Module):
                 pose_features: torch.Tensor | None = None) -> torch.Tensor:
         batch, _, frames, height, width = sample.shape
         x = _fold_frames(sample)
-        step = VideoStep(self._time_embedding(timestep, batch, x.dtype).repeat_interleave(frames, dim=0),
+        step = VideoStep(self._time_embedding(timestep, batch, x).repeat_interleave(frames, dim=0),
                          encoder_hidden_states.repeat_interleave(frames, dim=0), frames)
 
         x = self.conv_in(x)
@@ -321,10 +321,11 @@ class DenoisingUNet3D(nn.Module):
         x = self.conv_out(self.conv_act(self.conv_norm_out(x)))
         return _unfold_frames(x, frames)
 
-    def _time_embedding(self, timestep, batch: int, dtype: torch.dtype) -> torch.Tensor:
-        timesteps = torch.as_tensor(timestep, device=self.conv_in.weight.device)
+    def _time_embedding(self, timestep, batch: int, like: torch.Tensor) -> torch.Tensor:
+        # The input's device, not a weight's: with partial loading weights may sit elsewhere.
+        timesteps = torch.as_tensor(timestep, device=like.device)
         timesteps = timesteps.reshape(-1).expand(batch) if timesteps.numel() == 1 else timesteps
-        return self.time_embedding(self.time_proj(timesteps).to(dtype))
+        return self.time_embedding(self.time_proj(timesteps).to(like.dtype))
 
 
 def _fold_frames(x: torch.Tensor) -> torch.Tensor:
