@@ -82,6 +82,13 @@ def test_pose_frames_of_another_size_are_resized_to_width_and_height(models, ima
                                animate(models, reference, cropped, _settings(fit="crop")).latents)
 
 
+def test_sizes_are_rounded_down_to_multiples_of_8_like_the_reference(models, images):
+    reference, poses = images
+    result = animate(models, reference, poses, _settings(width=WIDTH + 7, height=HEIGHT + 3, steps=1))
+    assert result.frames.shape == (7, HEIGHT, WIDTH, 3)
+    torch.testing.assert_close(result.latents, animate(models, reference, poses, _settings(steps=1)).latents)
+
+
 def test_alpha_is_dropped_from_the_reference(models, images):
     reference, poses = images
     with_alpha = torch.cat([reference, torch.zeros_like(reference[..., :1])], dim=-1)
@@ -92,7 +99,7 @@ def test_alpha_is_dropped_from_the_reference(models, images):
 @pytest.mark.parametrize("overrides, images_change, name", [
     ({}, {"poses": torch.zeros(0, HEIGHT, WIDTH, 3)}, "pose_frames"),
     ({}, {"reference": torch.rand(2, HEIGHT, WIDTH, 3)}, "reference_image"),
-    ({"width": 60}, {}, "width"),
+    ({"width": 60}, {}, "width"),  # rounded down to 56: too small
     ({"height": 32}, {}, "height"),
     ({"context_overlap": 4}, {}, "context_overlap"),
     ({"context_frames": tiny.MAX_WINDOW + 1}, {}, "context_frames"),

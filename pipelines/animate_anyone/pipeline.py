@@ -12,6 +12,7 @@ Follows Moore-AnimateAnyone's ``Pose2VideoPipeline`` (``pipeline_pose2vid_long.p
    them; that is kept so results match it (use overlap 0 or guidance > 1 to avoid it).
 6. VAE decoding one frame at a time.
 
+Width and height are rounded down to multiples of 8, as the reference's image processor does.
 Pose frames and the reference of another size are stretched to width x height, as the reference does,
 unless ``fit`` asks to centre-crop or pad them to the target aspect first. An alpha channel is dropped
 (the colour channels are used as they are), as the reference's ``convert("RGB")`` does.
@@ -19,7 +20,7 @@ unless ``fit`` asks to centre-crop or pad them to the target aspect first. An al
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -99,11 +100,13 @@ def _clip_pixels(image) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
 
 
-def check_settings(settings: AnimateAnyoneSettings, max_window: int) -> None:
+def checked_settings(settings: AnimateAnyoneSettings, max_window: int) -> AnimateAnyoneSettings:
+    """``settings`` with width and height rounded down to multiples of 8 (as the reference's image
+    processor does), or an ``InputError`` naming the first unusable one."""
     for name in ("width", "height"):
         value = getattr(settings, name)
-        if value < 64 or value % VAE_FACTOR:
-            raise InputError(name, f"is {value}.", f"a multiple of {VAE_FACTOR}, at least 64")
+        if value < 64:
+            raise InputError(name, f"is {value}.", "at least 64 (it is rounded down to a multiple of 8)")
     if settings.steps < 1:
         raise InputError("steps", f"is {settings.steps}.", "at least 1")
     if settings.guidance < 0:
@@ -118,6 +121,8 @@ def check_settings(settings: AnimateAnyoneSettings, max_window: int) -> None:
         raise InputError("context_stride", f"is {settings.context_stride}.", "1 or more")
     if settings.fit not in FITS:
         raise InputError("fit", f"'{settings.fit}' is unknown.", "one of " + ", ".join(FITS))
+    return replace(settings, width=settings.width // VAE_FACTOR * VAE_FACTOR,
+                   height=settings.height // VAE_FACTOR * VAE_FACTOR)
 
 
 def initial_noise(seed: int, frames: int, width: int, height: int) -> torch.Tensor:
@@ -233,7 +238,7 @@ def animate(models: AnimateAnyoneModels, reference_image, pose_frames, settings:
     """
     settings = settings or AnimateAnyoneSettings()
     ctx = ctx or RunContext()
-    check_settings(settings, models.denoising_unet.max_frames)
+    settings = checked_settings(settings, models.denoising_unet.max_frames)
     references = _pil_frames(reference_image, "reference_image")
     if len(references) != 1:
         raise InputError("reference_image", f"has {len(references)} images", "one image")
