@@ -259,7 +259,6 @@ class DenoisingUNet3D(nn.Module):
 
         channels = shape.block_out_channels
         time_dim = channels[0] * 4
-        self.shape = shape
         self.conv_in = nn.Conv2d(shape.in_channels, channels[0], kernel_size=3, padding=1)
         self.time_proj = Timesteps(channels[0], shape.flip_sin_to_cos, shape.freq_shift)
         self.time_embedding = TimestepEmbedding(channels[0], time_dim)
@@ -299,7 +298,7 @@ class DenoisingUNet3D(nn.Module):
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
                 pose_features: torch.Tensor | None = None) -> torch.Tensor:
-        batch, _, frames, height, width = sample.shape
+        batch, frames = sample.shape[0], sample.shape[2]
         x = _fold_frames(sample)
         step = VideoStep(self._time_embedding(timestep, batch, x).repeat_interleave(frames, dim=0),
                          encoder_hidden_states.repeat_interleave(frames, dim=0), frames)
@@ -312,7 +311,7 @@ class DenoisingUNet3D(nn.Module):
             x, block_skips = block(x, step)
             skips += block_skips
         x = self.mid_block(x, step)
-        for i, block in enumerate(self.up_blocks):
+        for block in self.up_blocks:
             # Latent sizes that are not multiples of 8 (e.g. 784/8 = 98) need explicit upsample sizes.
             block_skips = skips[-len(block.resnets):]
             del skips[-len(block.resnets):]
