@@ -1,9 +1,9 @@
 """ComfyUI node registration. The only package that imports ComfyUI."""
 
-from . import comfy_bridge, video_nodes
+from . import comfy_bridge, stable_animator, video_nodes
 
 # Each node module lists its classes in NODE_CLASSES; class names carry the AnimateSuite prefix.
-_NODE_MODULES = (video_nodes,)
+_NODE_MODULES = (video_nodes, stable_animator)
 
 comfy_bridge.register_model_folders()
 

@@ -127,6 +127,9 @@ class FaceIdentityLoss:
         """The loss at ``z0`` [1, F, 4, h, w]; its gradient is accumulated into ``z0.grad``."""
         latents = z0.flatten(0, 1)
         count = len(self.frames_with_face)
+        reference_embedding = self.reference_embedding
+        if reference_embedding.is_inference():  # made under inference mode: an ordinary copy can enter autograd
+            reference_embedding = reference_embedding.clone()
         total = 0.0
         for start in range(0, latents.shape[0], self.decode_chunk_size):
             self.check_interrupt()
@@ -139,7 +142,7 @@ class FaceIdentityLoss:
             frames = _to_signed_unit_range(frames.float())
             crops = crop_faces(frames[[i - chunk.start for i in faces]], [self.boxes[i] for i in faces])
             embeddings = self.embedder(crops)
-            reference = self.reference_embedding.expand(len(faces), -1)
+            reference = reference_embedding.expand(len(faces), -1)
             loss = (1 - F.cosine_similarity(embeddings, reference, dim=1)).abs().sum() / count
             loss.backward()
             total += float(loss.detach())

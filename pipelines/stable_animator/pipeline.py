@@ -71,7 +71,7 @@ class AnimationInputs:
 class AnimationResult:
     frames: torch.Tensor  # IMAGE [F, H, W, 3], float32 0..1, CPU
     latents: torch.Tensor  # final latents [1, F, 4, H/8, W/8], before decoding
-    face_optimized: bool = False
+    refined_steps: int = 0  # denoising steps whose x0 the face optimisation refined
     warnings: list[str] = field(default_factory=list)
 
 
@@ -128,9 +128,11 @@ def _face_embedding(embedding, warnings: list[str]) -> tuple[torch.Tensor, bool]
         _warn(warnings, "no face embedding: identity comes from the CLIP image embedding only "
                         "(zeros are used, as StableAnimator does when it finds no face)")
         return torch.zeros(1, 512), False
-    embedding = torch.as_tensor(embedding).detach().float().cpu().reshape(-1, embedding.shape[-1])[:1]
-    if embedding.shape[-1] != 512:
-        raise InputError("face_embeds", f"has {embedding.shape[-1]} values", "a 512-d ArcFace (antelopev2/glintr100) embedding")
+    embedding = torch.as_tensor(embedding).detach().float().cpu()
+    if embedding.shape[-1:] != (512,) or embedding.numel() != 512:
+        raise InputError("face_embeds", f"has shape {tuple(embedding.shape)}",
+                         "one 512-d ArcFace (antelopev2/glintr100) embedding, [512] or [1, 512]")
+    embedding = embedding.reshape(1, 512)
     if not embedding.abs().sum():
         _warn(warnings, "no face was found in the reference (the face embedding is all zeros): "
                         "identity comes from the CLIP image embedding only")
@@ -288,15 +290,15 @@ def animate(models: StableAnimatorModels, inputs: AnimationInputs, settings: Ani
         refined = sum(face_optimization.refines(i) for i in range(settings.steps))
         decode_chunks = -(-num_frames // settings.decode_chunk_size)
         progress = _Progress(ctx, settings.steps * len(tiles) + refined * face_optimization.iterations + decode_chunks)
-        latents = _denoise(models, poses, image_latents, states, noise, tiles, settings, face_optimization,
-                           face_loss, ctx, progress)
+        latents, refined_steps = _denoise(models, poses, image_latents, states, noise, tiles, settings, face_optimization,
+                           face_loss, ctx, progress, warnings)
         frames = _decode(models.vae, latents, settings.decode_chunk_size, ctx, progress)
-    return AnimationResult(frames, latents.float().cpu(), face_loss is not None, warnings)
+    return AnimationResult(frames, latents.float().cpu(), refined_steps, warnings)
 
 
 def _denoise(models, poses, image_latents, states, noise, tiles, settings, face_optimization, face_loss,
-             ctx: RunContext, progress: _Progress) -> torch.Tensor:
-    """Tiled, guided Euler sampling; returns the final latents [1, F, 4, h, w]."""
+             ctx: RunContext, progress: _Progress, warnings: list[str]) -> torch.Tensor:
+    """Tiled, guided Euler sampling; returns the final latents [1, F, 4, h, w] and how many steps HJB refined."""
     from diffusers import EulerDiscreteScheduler
 
     num_frames = poses.shape[0]
@@ -315,6 +317,7 @@ def _denoise(models, poses, image_latents, states, noise, tiles, settings, face_
     poses = (poses * 2.0 - 1.0).to(ctx.device, ctx.dtype)
     weights = sampling.tile_weights(len(tiles[0]), ctx.device)[:, None, None, None]
     unet_memory = _unet_memory(len(tiles[0]), latents.shape[-2:], ctx.dtype)
+    refined_steps = 0
 
     for i, t in enumerate(scheduler.timesteps):
         ctx.stage(models.unet, models.pose_net, memory_required=unet_memory)
@@ -342,23 +345,38 @@ def _denoise(models, poses, image_latents, states, noise, tiles, settings, face_
         sample = latents.to(torch.float32)
         x0 = sampling.v_prediction_x0(noise_pred, sample, sigma)
         if face_optimization.refines(i):
-            x0 = _refine(models, x0, face_loss, face_optimization.step_learning_rate(i, settings.steps),
-                         face_optimization.iterations, settings.decode_chunk_size, ctx, progress)
+            refined = _refine(models, x0, face_loss, face_optimization.step_learning_rate(i, settings.steps),
+                              face_optimization.iterations, settings.decode_chunk_size, ctx, progress)
+            if refined is None:
+                _warn(warnings, f"face optimisation (HJB) ran out of GPU memory at step {i} and is off from here on; "
+                                "lower decode_chunk_size or the resolution to keep it, or turn it off")
+                progress.total -= sum(face_optimization.refines(j) for j in range(i, settings.steps)) * face_optimization.iterations
+                face_optimization = FaceOptimization(enabled=False)
+            else:
+                x0, refined_steps = refined, refined_steps + 1
         latents = sampling.euler_step(sample, x0, sigma, sigmas[i + 1]).to(noise_pred.dtype)
         ctx.report(progress.done, progress.total, lambda: _latent_preview(x0))
-    return latents
+    return latents, refined_steps
 
 
 def _refine(models, x0, face_loss, learning_rate, iterations, chunk_size, ctx: RunContext, progress: _Progress):
-    """HJB: the predicted x0 optimised against the face loss (float32, gradients on)."""
+    """HJB: the predicted x0 optimised against the face loss (float32, gradients on); None if out of GPU memory."""
     ctx.stage(models.vae, models.face_embedder, memory_required=_decode_memory(chunk_size, x0.shape[-2:], with_grad=True))
 
     def on_iteration(iteration, loss_value):
         log.debug("StableAnimator face optimisation: iteration %d, face loss %.5f", iteration, loss_value)
         progress.advance()
 
-    with hjb.autograd_enabled(models.vae, models.face_embedder):
-        return hjb.refine_x0(x0, face_loss.backward, learning_rate, iterations, on_iteration)
+    out_of_memory = False
+    try:
+        with hjb.autograd_enabled(models.vae, models.face_embedder):
+            return hjb.refine_x0(x0, face_loss.backward, learning_rate, iterations, on_iteration)
+    except torch.cuda.OutOfMemoryError:
+        out_of_memory = True
+    if out_of_memory:  # outside the except block, so the failed attempt's tensors are already released
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return None
 
 
 def _decode(vae, latents, chunk_size, ctx: RunContext, progress: _Progress) -> torch.Tensor:

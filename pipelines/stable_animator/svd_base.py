@@ -62,7 +62,7 @@ def load_svd_base(folder: str | Path) -> SVDBase:
     try:
         vae, vae_info = AutoencoderKLTemporalDecoder.from_pretrained(
             vae_dir, local_files_only=True, variant=_variant(vae_dir, "diffusion_pytorch_model"),
-            torch_dtype=torch.float32, output_loading_info=True)
+            torch_dtype=torch.float32, low_cpu_mem_usage=False, output_loading_info=True)
         image_encoder, encoder_info = CLIPVisionModelWithProjection.from_pretrained(
             encoder_dir, local_files_only=True, variant=_variant(encoder_dir, "model"),
             dtype=torch.float32, output_loading_info=True)
