@@ -72,6 +72,7 @@ def load_strict(build: Callable[[dict], torch.nn.Module], path: str | Path, mode
         module = build(state_dict)
     checkpoints.check_keys(module, {k: tuple(v.shape) for k, v in state_dict.items()}, str(path), model_name)
     module.load_state_dict(state_dict, strict=True, assign=True)
+    del state_dict  # the module now holds the only reference, so the dtype conversion below frees as it goes
     if any(t.is_meta for t in (*module.parameters(), *module.buffers())):
         raise CheckpointError(f"'{path}' left part of {model_name} without weights.")
     return module.to(dtype).eval().requires_grad_(False)
