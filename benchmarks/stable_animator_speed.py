@@ -55,34 +55,26 @@ def _fixture_models(device):
 
 
 def _random_full_size_models(device, dtype):
-    """SVD-xt-sized StableAnimator with random weights, built straight on ``device``."""
+    """SVD-xt-sized StableAnimator with random (default-initialised) weights, built straight on ``device``."""
     import torch
     from diffusers import AutoencoderKLTemporalDecoder
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     from comfyui_animate_suite.pipelines.stable_animator import loading, models_face, models_pose, models_unet
 
-    def randomized(module, module_dtype):
-        module = module.to_empty(device=device)
-        with torch.no_grad():
-            for name, tensor in module.state_dict().items():
-                if tensor.is_floating_point():
-                    tensor.normal_(1.0 if name.endswith(("norm.weight", "running_var")) else 0.0, 0.02)
+    def ready(module, module_dtype):
         return module.to(module_dtype).eval().requires_grad_(False)
 
     config = loading.unet_config(Path("/nonexistent/unet.pth"))
-    with torch.device("meta"):
-        unet = models_unet.build_unet(config)
-        vae = AutoencoderKLTemporalDecoder(**SVD_XT_VAE)
-        clip = CLIPVisionModelWithProjection(CLIPVisionConfig(**SVD_XT_CLIP))
-        pose_net = models_pose.PoseNet(config["block_out_channels"][0])
-        face_encoder = models_face.FusionFaceId(config["cross_attention_dim"], 512, 1024, 4)
-        embedder = models_face.IResNet()
-    return loading.StableAnimatorModels(
-        unet=randomized(unet, dtype), pose_net=randomized(pose_net, dtype),
-        face_encoder=randomized(face_encoder, dtype), image_encoder=randomized(clip, dtype),
-        vae=randomized(vae, torch.float32), scheduler_config=SVD_XT_SCHEDULER,
-        face_embedder=randomized(embedder, torch.float32))
+    with torch.device(device):
+        return loading.StableAnimatorModels(
+            unet=ready(models_unet.build_unet(config), dtype),
+            pose_net=ready(models_pose.PoseNet(config["block_out_channels"][0]), dtype),
+            face_encoder=ready(models_face.FusionFaceId(config["cross_attention_dim"], 512, 1024, 4), dtype),
+            image_encoder=ready(CLIPVisionModelWithProjection(CLIPVisionConfig(**SVD_XT_CLIP)), dtype),
+            vae=ready(AutoencoderKLTemporalDecoder(**SVD_XT_VAE), torch.float32),
+            scheduler_config=SVD_XT_SCHEDULER,
+            face_embedder=ready(models_face.IResNet(), torch.float32))
 
 
 class TimingStager:
