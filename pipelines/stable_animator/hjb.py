@@ -15,7 +15,6 @@ backward pass at a fraction of the memory.
 from __future__ import annotations
 
 import contextlib
-import logging
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -24,8 +23,6 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from .models_face import FACE_CROP_SIZE
-
-log = logging.getLogger("animate_suite.stable_animator")
 
 Box = tuple[int, int, int, int]  # y_min, y_max, x_min, x_max, inclusive
 MASK_THRESHOLD = 0.5
@@ -67,9 +64,12 @@ def scale_box(box: Box, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> Box
             int(x0 * sx), max(int(x0 * sx), round((x1 + 1) * sx) - 1))
 
 
+def aspect_differs(a_hw: tuple[int, int], b_hw: tuple[int, int]) -> bool:
+    return abs((a_hw[1] / a_hw[0]) / (b_hw[1] / b_hw[0]) - 1) > ASPECT_TOLERANCE
+
+
 def check_same_aspect(input_name: str, size_hw: tuple[int, int], other_hw: tuple[int, int], other_name: str) -> None:
-    aspect, other = size_hw[1] / size_hw[0], other_hw[1] / other_hw[0]
-    if abs(aspect / other - 1) > ASPECT_TOLERANCE:
+    if aspect_differs(size_hw, other_hw):
         raise InputError(input_name, f"is {size_hw[1]}x{size_hw[0]} but {other_name} is {other_hw[1]}x{other_hw[0]}",
                          f"masks drawn on {other_name} (the same aspect ratio; they are scaled to fit)")
 

@@ -95,10 +95,6 @@ def _warn(warnings: list[str], message: str) -> None:
     warnings.append(message)
 
 
-def _aspect_differs(a_hw, b_hw) -> bool:
-    return abs((a_hw[1] / a_hw[0]) / (b_hw[1] / b_hw[0]) - 1) > hjb.ASPECT_TOLERANCE
-
-
 def _prepare_frames(inputs: AnimationInputs, settings: AnimationSettings, warnings: list[str]):
     """Reference (original size), reference and poses at width x height ([N, 3, H, W] in 0..1), pose canvas size."""
     reference = image_ops.check_image_batch(inputs.reference, "reference_image")
@@ -106,12 +102,12 @@ def _prepare_frames(inputs: AnimationInputs, settings: AnimationSettings, warnin
         raise InputError("reference_image", f"has {reference.shape[0]} images", "one reference image")
     poses = image_ops.check_image_batch(inputs.poses, "pose_frames")
     reference_hw, pose_hw = tuple(reference.shape[1:3]), tuple(poses.shape[1:3])
-    if _aspect_differs(pose_hw, reference_hw):
+    if hjb.aspect_differs(pose_hw, reference_hw):
         raise InputError(
             "pose_frames", f"are {pose_hw[1]}x{pose_hw[0]} but the reference image is {reference_hw[1]}x{reference_hw[0]}",
             "poses drawn on the reference's canvas (the same aspect ratio), i.e. aligned to the reference")
     size = (settings.height, settings.width)
-    if _aspect_differs(reference_hw, size):
+    if hjb.aspect_differs(reference_hw, size):
         _warn(warnings, f"the reference is {reference_hw[1]}x{reference_hw[0]} and the output {size[1]}x{size[0]}: "
                         "reference and poses are stretched to the output size, as StableAnimator does; "
                         "pick a width/height with the reference's aspect ratio to avoid it")
@@ -142,7 +138,7 @@ def _face_embedding(embedding, warnings: list[str]) -> tuple[torch.Tensor, bool]
     return embedding, True
 
 
-def _face_boxes(models, inputs, settings, hjb_settings, has_face, reference_hw, pose_hw, warnings):
+def _face_boxes(models, inputs, settings, hjb_settings, has_face, reference_hw, pose_hw, frames, warnings):
     """Per-frame target boxes and the reference box when face optimisation can run, else None (with a warning)."""
     if not hjb_settings.enabled:
         return None
@@ -159,7 +155,6 @@ def _face_boxes(models, inputs, settings, hjb_settings, has_face, reference_hw, 
         _warn(warnings, "face optimisation (HJB) is off: " + "; ".join(missing) + ".")
         return None
     masks = _mask_batch(inputs.face_masks, "face_masks")
-    frames = inputs.poses.shape[0]
     if masks.shape[0] != frames:
         raise InputError("face_masks", f"has {masks.shape[0]} masks for {frames} pose frames", "one face mask per pose frame")
     target_boxes = hjb.mask_boxes(masks, "face_masks", pose_hw, "the pose frames", (settings.height, settings.width))
@@ -273,7 +268,7 @@ def animate(models: StableAnimatorModels, inputs: AnimationInputs, settings: Ani
     tiles = sampling.frame_tiles(num_frames, sampling.tile_length(settings.tile_size, num_frames), settings.tile_overlap)
     face_embedding, has_face = _face_embedding(inputs.face_embedding, warnings)
     boxes = _face_boxes(models, inputs, settings, face_optimization, has_face,
-                        tuple(reference.shape[-2:]), pose_canvas_hw, warnings)
+                        tuple(reference.shape[-2:]), pose_canvas_hw, num_frames, warnings)
     noise_aug, noise = draw_noise(settings, num_frames)
 
     with torch.no_grad():
