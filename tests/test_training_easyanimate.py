@@ -45,19 +45,7 @@ def files(tmp_path_factory):
 
 
 def recipe(files, output_dir, mode, with_motion_module=True, **solver) -> dict:
-    settings = dict(max_train_steps=3, learning_rate=1e-2, lr_scheduler="constant", adam_weight_decay=0.0)
-    settings.update(solver)
-    return {
-        "method": "easyanimate", "mode": mode, "seed": 3, "output_dir": str(output_dir),
-        "model": {"pixart_dir": str(files.v1.base),
-                  "motion_module": str(files.v1.motion_module) if with_motion_module else None},
-        "data": {"meta_path": str(files.media / "metadata.json"), "root": str(files.media), "batch_size": 2,
-                 "num_workers": 0, "video_size": SIZE, "image_size": SIZE, "sample_stride": 1, "sample_n_frames": 4,
-                 "tokenizer_max_length": TOKENS, "text_drop_ratio": 0.0},
-        "lora": {"rank": 4, "alpha": 4.0, "train_text_encoder": True},
-        "solver": settings,
-        "checkpoint": {"every_steps": 1000},
-    }
+    return tiny.easyanimate_v1_config(files.v1, files.media, output_dir, mode, with_motion_module, SIZE, TOKENS, **solver)
 
 
 @pytest.fixture(scope="module", params=sorted(RUNS))
