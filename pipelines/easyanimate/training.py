@@ -27,7 +27,8 @@ from ..context import RunContext
 from ..errors import InputError
 from ..training.tasks import EasyAnimateModels, ValidationRequest
 from . import loading, pipeline, schedulers
-from .models import EasyAnimateV1Transformer, TransformerConfig, frame_position_table, is_motion_module_key
+from .models import (EasyAnimateV1Transformer, FramePositionEncoding, TransformerConfig, frame_position_table,
+                     is_motion_module_key)
 
 MODEL_KEYS = ("pixart_dir", "motion_module")
 MOTION_MODULE_INIT_SEED = 0  # a fresh motion module is the same in every run (and on every process)
@@ -83,8 +84,9 @@ def initialise_motion_module(transformer: EasyAnimateV1Transformer) -> list[str]
             for module in block.attn_temporal.modules():
                 if isinstance(module, (nn.Linear, nn.LayerNorm, nn.GroupNorm)):
                     module.reset_parameters()
-                elif hasattr(module, "pe"):
-                    module.pe.copy_(frame_position_table(module.pe.shape[2], module.pe.shape[1]))
+                elif isinstance(module, FramePositionEncoding):
+                    _, max_len, dim = module.pe.shape
+                    module.pe.copy_(frame_position_table(dim, max_len))
             proj_out = block.attn_temporal.temporal_transformer.proj_out
             nn.init.zeros_(proj_out.weight)
             nn.init.zeros_(proj_out.bias)
