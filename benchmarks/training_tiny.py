@@ -1,13 +1,12 @@
 """Training steps per second and peak memory per stage/mode at tiny size on CPU.
 
-Uses the tiny stand-in models of ``tests/tiny_models/training.py`` (toy networks with the real parameter
-names and forward contracts, real diffusers/transformers encoders at toy size) on a synthetic 2-sample
-dataset, so it measures the trainer, data pipeline and loss recipe rather than the real networks.
-Each case runs in its own process so its peak memory (max RSS) is its own.
+EasyAnimate cases run the real EasyAnimate v1 code (PixArt transformer + motion module, T5, VAE) on a
+tiny random-weight release in the official layout (``tests/tiny_models/easyanimate.py``); AnimateAnyone
+cases use the stand-ins of ``tests/tiny_models/training.py`` (toy networks with the real parameter names,
+real diffusers/transformers encoders at toy size) until the AnimateAnyone models are wired. The dataset is
+synthetic (2 samples). Each case runs in its own process so its peak memory (max RSS) is its own.
 
     python benchmarks/training_tiny.py [--steps 20] [--warmup 3]
-
-With a GPU and the real models wired (phase 2), the same cases at full size give the figures of issue 9.
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ def run_case(kind: str, steps: int, warmup: int, checkpointing: bool) -> dict:
     from comfyui_animate_suite.pipelines.training.config import parse_config
     from comfyui_animate_suite.pipelines.training.tasks import build_task
     from comfyui_animate_suite.pipelines.training.trainer import Trainer, TrainerCallback
+    from tiny_models import easyanimate as tiny_easyanimate
     from tiny_models import training as tiny
 
     work = Path(tempfile.mkdtemp(prefix="training_bench_"))
@@ -44,8 +44,11 @@ def run_case(kind: str, steps: int, warmup: int, checkpointing: bool) -> dict:
         tiny.write_pose_dataset(work / "data")
         settings = tiny.animate_anyone_config(work / "data", work / "out", stage=int(kind[-1]), **solver)
     else:
-        tiny.write_media_dataset(work / "data")
-        settings = tiny.easyanimate_config(work / "data", work / "out", mode=kind[len("easyanimate_"):], **solver)
+        mode = kind[len("easyanimate_"):]
+        tiny.write_media_dataset(work / "data", frames=6, size=32)
+        v1 = tiny_easyanimate.write_v1(work / "models")
+        settings = tiny.easyanimate_v1_config(v1, work / "data", work / "out", mode, with_motion_module=mode == "lora",
+                                              **solver)
     config = parse_config(settings)
     task = build_task(config)
     before_training = peak_rss_mb()

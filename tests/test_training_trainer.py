@@ -7,12 +7,14 @@ import pytest
 import torch
 
 from comfyui_animate_suite.pipelines.checkpoints import load_into_module, load_state_dict
+from comfyui_animate_suite.pipelines.easyanimate.lora import read_lora
 from comfyui_animate_suite.pipelines.training import checkpointing, lora
 from comfyui_animate_suite.pipelines.training.config import parse_config
 from comfyui_animate_suite.pipelines.training.sampling import SampleKeyDataset
 from comfyui_animate_suite.pipelines.training.tasks import StepContext, build_task
 from comfyui_animate_suite.pipelines.training.trainer import Trainer, TrainerCallback
 from tiny_models import training as tiny
+from training_testlib import changed_keys, evaluation_loss, frozen_state, quiet
 
 KINDS = ("animate_anyone_stage1", "animate_anyone_stage2", "easyanimate_lora", "easyanimate_motion_module")
 
@@ -29,26 +31,6 @@ def recipe(kind, data_dirs, output_dir, **solver):
     if kind.startswith("animate_anyone"):
         return tiny.animate_anyone_config(data_dirs / "poses", output_dir, stage=int(kind[-1]), **solver)
     return tiny.easyanimate_config(data_dirs / "media", output_dir, mode=kind[len("easyanimate_"):], **solver)
-
-
-def quiet(*_):
-    return None
-
-
-def frozen_state(task):
-    modules = {"net": task.net, **{f"frozen{i}": m for i, m in enumerate(task.frozen_modules)}}
-    return {f"{prefix}.{k}": v.detach().clone() for prefix, m in modules.items() for k, v in m.state_dict().items()}
-
-
-def evaluation_loss(task, seed):
-    """The loss on a fixed set of samples, noise and timesteps (not seen in training)."""
-    dataset = SampleKeyDataset(task.dataset, seed)
-    total = 0.0
-    with torch.no_grad():
-        for k in range(4):
-            batch = torch.utils.data.default_collate([dataset[(0, 1000 + 2 * k)], dataset[(1, 1001 + 2 * k)]])
-            total += task.compute_loss(task.net, batch, StepContext(seed, torch.device("cpu"), torch.float32, 10**6)).item()
-    return total / 4
 
 
 def check_export(kind, task, exports):
@@ -75,7 +57,7 @@ def check_export(kind, task, exports):
         assert all(torch.equal(saved[k], state[k]) for k in saved)
     else:
         assert names == {"easyanimate_lora.safetensors"}
-        grouped = lora.read_kohya(exports[0])
+        grouped = read_lora(exports[0])
         assert set(grouped) == set(task.networks[0].adapters)
         assert all(name.startswith("lora_unet__") for name in grouped)
 
@@ -97,7 +79,7 @@ def test_overfits_two_samples_trains_only_its_parameters_and_exports_the_release
 
     trainable = {n for n, p in task.net.named_parameters() if p.requires_grad}
     after_state = frozen_state(task)
-    changed = {k for k in before_state if not torch.equal(before_state[k], after_state[k])}
+    changed = changed_keys(before_state, after_state)
     assert changed == {f"net.{n}" for n in trainable}, sorted(changed ^ {f"net.{n}" for n in trainable})[:5]
     if kind == "animate_anyone_stage1":
         assert any(n.startswith("reference_unet.up_blocks.2") for n in trainable)

@@ -75,11 +75,13 @@ def empty_module(build: Callable[[], nn.Module], dtype: torch.dtype) -> nn.Modul
     return nn.Module.to(module, dtype).to_empty(device="cpu")
 
 
-def load_weights(module: nn.Module, files: Sequence[Path], model_name: str) -> nn.Module:
+def load_weights(module: nn.Module, files: Sequence[Path], model_name: str,
+                 ignore_missing: Sequence[str] = ()) -> nn.Module:
     """Fill ``module`` from ``files`` (later files override earlier ones per key), strictly.
 
     Keys and shapes are checked from the files' headers before any tensor is read; tensors are
-    then copied one at a time, cast to the module's dtype.
+    then copied one at a time, cast to the module's dtype. Only the keys in ``ignore_missing`` (already
+    set by the caller) may be absent from the files.
     """
     owner: dict[str, Path] = {}
     shapes: dict[str, tuple[int, ...]] = {}
@@ -87,7 +89,7 @@ def load_weights(module: nn.Module, files: Sequence[Path], model_name: str) -> n
         for key, shape in checkpoints.read_key_shapes(path).items():
             owner[key], shapes[key] = path, shape
     source = " + ".join(str(path) for path in files)
-    checkpoints.check_keys(module, shapes, source, model_name)
+    checkpoints.check_keys(module, shapes, source, model_name, ignore_missing)
     targets = module.state_dict(keep_vars=True)
     with torch.no_grad():
         for path in files:

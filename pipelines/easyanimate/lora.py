@@ -84,10 +84,21 @@ def read_lora(path: str | Path) -> dict[str, LoraLayer]:
     return layers
 
 
+def kohya_name(prefix: str, module_path: str) -> str:
+    """The kohya layer name of the ``nn.Linear`` at ``module_path`` (its path in the transformer or T5).
+
+    EasyAnimate's ``LoRANetwork`` names a layer ``"<prefix>.<container path>.<path below>"`` with every
+    ``.`` made ``_``. The transformer's container is the transformer itself (path ``""``, hence the double
+    underscore); T5's containers are its ``T5LayerSelfAttention`` / ``T5LayerFF`` layers, so the two paths
+    join into the layer's own path. The trainer (``pipelines/training/lora.py``) writes with this too.
+    """
+    separator = "__" if prefix == TRANSFORMER_PREFIX else "_"
+    return f"{prefix}{separator}{module_path.replace('.', '_')}"
+
+
 def lora_targets(module: nn.Module, prefix: str) -> dict[str, str]:
     """Kohya layer name -> weight key of every ``nn.Linear`` in ``module``."""
-    root = prefix + "_" if prefix == TRANSFORMER_PREFIX else prefix
-    return {f"{root}_{name.replace('.', '_')}": f"{name}.weight"
+    return {kohya_name(prefix, name): f"{name}.weight"
             for name, child in module.named_modules() if name and isinstance(child, nn.Linear)}
 
 

@@ -32,6 +32,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..errors import CheckpointError
 
@@ -453,6 +454,11 @@ class EasyAnimateV1Transformer(nn.Module):
         self.norm_out = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.scale_shift_table = nn.Parameter(torch.randn(2, dim) / dim**0.5)
         self.proj_out = nn.Linear(dim, config.patch_size * config.patch_size * config.out_channels)
+        self.gradient_checkpointing = False
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute each block's activations in the backward pass (training only), as EasyAnimate does."""
+        self.gradient_checkpointing = True
 
     @property
     def grid_multiple(self) -> int:
@@ -473,8 +479,12 @@ class EasyAnimateV1Transformer(nn.Module):
             keep = encoder_attention_mask.to(encoder_hidden_states.dtype)
             context_bias = ((1 - keep) * -10000.0).to(x.dtype)[:, None, None, :]
         context = self.caption_projection(encoder_hidden_states)
+        checkpointed = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.transformer_blocks:
-            x = block(x, context, context_bias, modulation, frames, height, width)
+            if checkpointed:
+                x = checkpoint(block, x, context, context_bias, modulation, frames, height, width, use_reentrant=False)
+            else:
+                x = block(x, context, context_bias, modulation, frames, height, width)
         table = self.scale_shift_table.to(embedded_timestep.device)
         shift, scale = (table[None] + embedded_timestep[:, None]).chunk(2, dim=1)
         x = self.proj_out(self.norm_out(x) * (1 + scale) + shift)

@@ -57,7 +57,11 @@ def register(subparsers) -> None:
     poses.add_argument("--meta", type=Path, default=None, help="meta JSON to write (default <videos>_meta.json)")
     poses.add_argument("--renderer", default=DEFAULT_RENDERER,
                        help="pose renderer builder 'package.module:function' (default: the pack's DWPose renderer)")
-    poses.add_argument("--models-dir", type=Path, default=None, help="ComfyUI models folder for the pose models")
+    poses.add_argument("--models-dir", type=Path, default=None,
+                       help="ComfyUI models folder with dwpose/yolox_l.onnx and dwpose/dw-ll_ucoco_384.onnx "
+                            "(default: $COMFYUI_MODELS_DIR, the enclosing ComfyUI's, or ./models)")
+    poses.add_argument("--device", choices=("auto", "cpu"), default="auto",
+                       help="onnxruntime device for DWPose: auto (CUDA when installed) or cpu")
     poses.add_argument("--overwrite", action="store_true", help="render again even if a pose video exists")
     poses.set_defaults(run=_run_prepare_poses)
     media = kinds.add_parser("easyanimate", help="write metadata.json for a folder of clips/images with .txt captions")
@@ -111,9 +115,10 @@ def _run_recipe(args) -> int:
 
 
 def _run_prepare_poses(args) -> int:
+    from ...cli import default_models_dir
     from .prepare import build_renderer, prepare_pose_videos
 
-    options = {"models_dir": str(args.models_dir) if args.models_dir else None}
+    options = {"models_dir": str(args.models_dir or default_models_dir()), "device": args.device}
     prepare_pose_videos(args.videos, build_renderer(args.renderer, options), args.pose_dir, args.meta, args.overwrite)
     return 0
 

@@ -1,4 +1,4 @@
-"""LoRA adapters on Linear layers, and the kohya file format EasyAnimate v1 reads.
+"""LoRA adapters on Linear layers, written as the kohya files EasyAnimate v1 reads.
 
 Which layers: a ``LoRATargets`` rule picks *containers* (the root module itself, or every module of
 given class names) and gives every ``nn.Linear`` below a container an adapter, except paths containing
@@ -7,17 +7,11 @@ one of ``exclude``. EasyAnimate v1 (``easyanimate/utils/lora_utils.py::LoRANetwo
   (``attn_temporal``) included unless excluded (``train_t2v_lora.py`` includes it);
 - T5 text encoder: containers = ``T5LayerSelfAttention`` and ``T5LayerFF`` modules, prefix ``lora_te``.
 
-Names: ``"{prefix}.{container path}.{path below the container}"`` with every ``.`` replaced by ``_``. The
-transformer container is the root, whose path is empty, hence the double underscore:
-``transformer_blocks.0.attn1.to_q`` -> ``lora_unet__transformer_blocks_0_attn1_to_q``;
-``encoder.block.0.layer.0`` + ``SelfAttention.q`` -> ``lora_te_encoder_block_0_layer_0_SelfAttention_q``.
-
-File (safetensors), per adapted layer ``NAME`` with rank r, ``in`` inputs and ``out`` outputs:
-``NAME.lora_down.weight`` [r, in], ``NAME.lora_up.weight`` [out, r], ``NAME.alpha`` (0-d float32).
-Applying it: ``W += multiplier * (alpha / r) * lora_up @ lora_down``. A loader resolves ``NAME`` back to a
-module by splitting on ``_`` and greedily re-joining tokens until a child module of that name exists
-(``nn.Module.__getattr__``, i.e. submodules only: ``to`` must not resolve to the ``.to()`` method before
-``to_q``); names such as ``to_q`` or ``SelfAttention`` keep their underscores and capitals that way.
+Names and file layout are those of ``pipelines/easyanimate/lora.py`` (its ``kohya_name``), which reads
+these files for inference: ``lora_unet__transformer_blocks_0_attn1_to_q``,
+``lora_te_encoder_block_0_layer_0_SelfAttention_q``; per layer ``NAME.lora_down.weight`` [r, in],
+``NAME.lora_up.weight`` [out, r] and ``NAME.alpha`` (0-d float32), applied as
+``W += multiplier * (alpha / r) * lora_up @ lora_down``.
 
 During training the adapter is a child ``lora_adapter`` of the Linear it adapts (parameter names
 ``<linear path>.lora_adapter.down.weight`` / ``.up.weight``) and a forward hook adds its output, so the
@@ -34,11 +28,10 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, InputError
+from ..easyanimate.lora import TEXT_ENCODER_PREFIX, TRANSFORMER_PREFIX, kohya_name
+from ..errors import InputError
 
 ADAPTER_NAME = "lora_adapter"
-TRANSFORMER_PREFIX = "lora_unet"
-TEXT_ENCODER_PREFIX = "lora_te"
 T5_CONTAINERS = ("T5LayerSelfAttention", "T5LayerFF")
 SAVE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -60,10 +53,6 @@ def t5_text_encoder_targets() -> LoRATargets:
     return LoRATargets(TEXT_ENCODER_PREFIX, T5_CONTAINERS)
 
 
-def kohya_name(prefix: str, container_path: str, child_path: str) -> str:
-    return f"{prefix}.{container_path}.{child_path}".replace(".", "_")
-
-
 def find_targets(model: nn.Module, targets: LoRATargets) -> dict[str, tuple[str, nn.Linear]]:
     """kohya name -> (path of the Linear inside ``model``, the Linear)."""
     if targets.container_classes is None:
@@ -78,8 +67,8 @@ def find_targets(model: nn.Module, targets: LoRATargets) -> dict[str, tuple[str,
                 continue
             if any(fragment in child_path for fragment in targets.exclude):
                 continue
-            name = kohya_name(targets.prefix, container_path, child_path)
             full_path = f"{container_path}.{child_path}" if container_path else child_path
+            name = kohya_name(targets.prefix, full_path)
             if name in found and found[name][1] is not child:
                 raise ValueError(f"two layers map to the LoRA name '{name}'")
             found[name] = (full_path, child)
@@ -162,33 +151,3 @@ def save_kohya(networks: list[LoRANetwork], path: str | Path, dtype: str = "fp32
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata={key: str(value) for key, value in (metadata or {}).items()})
     return path
-
-
-def read_kohya(path: str | Path) -> dict[str, dict[str, torch.Tensor]]:
-    """kohya name -> {"lora_down.weight", "lora_up.weight", "alpha"?} of a LoRA file."""
-    from ..checkpoints import load_state_dict
-
-    grouped: dict[str, dict[str, torch.Tensor]] = {}
-    for key, value in load_state_dict(path).items():
-        name, dot, element = key.partition(".")
-        if not dot or element not in ("lora_down.weight", "lora_up.weight", "alpha"):
-            raise CheckpointError(f"'{path}' has key '{key}', which is not a kohya LoRA key")
-        grouped.setdefault(name, {})[element] = value
-    return grouped
-
-
-def load_into_networks(networks: list[LoRANetwork], path: str | Path) -> None:
-    """Put the weights of a kohya file (e.g. a previous training's) into the adapters; strict."""
-    from ..errors import CheckpointMismatchError
-
-    grouped = read_kohya(path)
-    adapters = {name: adapter for network in networks for name, adapter in network.adapters.items()}
-    missing, unexpected = sorted(set(adapters) - set(grouped)), sorted(set(grouped) - set(adapters))
-    if missing or unexpected:
-        raise CheckpointMismatchError(str(path), "this LoRA network", missing, unexpected)
-    with torch.no_grad():
-        for name, adapter in adapters.items():
-            adapter.down.weight.copy_(grouped[name]["lora_down.weight"])
-            adapter.up.weight.copy_(grouped[name]["lora_up.weight"])
-            if "alpha" in grouped[name]:
-                adapter.alpha.copy_(grouped[name]["alpha"])

@@ -77,7 +77,7 @@ def cast_frozen_children(module: torch.nn.Module, dtype: torch.dtype) -> list[st
     for name, child in module.named_children():
         parameters = list(child.parameters())
         if parameters and not any(p.requires_grad for p in parameters):
-            child.to(dtype)
+            torch.nn.Module.to(child, dtype)
             cast.append(name)
     return cast
 

@@ -15,16 +15,18 @@ AnimateAnyone, ``factory(model_config: dict, stage: int) -> AnimateAnyoneModels`
   bank, and clears the bank;
 - ``vae``: diffusers ``AutoencoderKL``; ``image_encoder``: transformers ``CLIPVisionModelWithProjection``.
 
-EasyAnimate v1, ``factory(model_config: dict) -> EasyAnimateModels``:
+EasyAnimate v1, ``factory(model_config: dict) -> EasyAnimateModels`` (wired: ``pipelines/easyanimate/training.py``):
 - ``transformer``: called as ``transformer(latents [B,4,F,h,w], timestep=[B], encoder_hidden_states=[B,L,D],
   encoder_attention_mask=[B,L])`` and returning (a tensor, a tuple whose first item is, or an object with
-  ``.sample`` holding) ``[B,8,F,h,w]``: predicted noise then the learned-variance values;
+  ``.sample`` holding) ``[B,8,F,h,w]``: predicted noise then the learned-variance values. An optional
+  ``grid_multiple`` attribute (latent sides must be multiples of it) lets the recipe's sizes be checked first;
 - ``vae``: diffusers ``AutoencoderKL``; ``text_encoder``: transformers ``T5EncoderModel``;
 - ``tokenize(texts, max_length) -> (input_ids [B,L], attention_mask [B,L])``: padded to ``max_length``
   (``data.tokenizer_max_length``, 120 in the reference), truncated, with special tokens (``T5Tokenizer``).
 
 Either may set ``validation_sampler(net, request) -> {name: uint8 frames [N,H,W,3]}``, called every
 ``validation.every_steps`` steps on the main process with the trained weights (EMA ones when EMA is on).
+A sampler with a ``check_options(options)`` method has ``validation.options`` checked before training.
 """
 
 from __future__ import annotations
@@ -37,11 +39,13 @@ from typing import Any, Callable, Optional, Protocol
 import torch
 from torch import nn
 
+from ..easyanimate.models import is_motion_module_key
 from ..errors import InputError
 from . import datasets, lora, losses, selection
 from .sampling import BATCH, NOISE, numpy_rng, torch_generator
 
 VAE_SCALE = 0.18215  # both methods hard-code the SD VAE latent scale
+VAE_FACTOR = 8  # the SD VAE's pixels per latent
 VAE_MINI_BATCH = 16  # frames per VAE call (EasyAnimate's --vae_mini_batch), to bound the encoder's memory
 DEFAULT_FACTORIES = {
     "animate-anyone": ".pipelines.animate_anyone.training:build_training_models",
@@ -133,9 +137,13 @@ def build_task(config) -> "TrainingTask":
     spec = config.model.get("factory", DEFAULT_FACTORIES[config.method])
     factory = resolve_callable(spec, "model.factory", f"the {config.method} model code wired for training")
     model_config = {k: v for k, v in config.model.items() if k != "factory"}
+    models = factory(model_config, config.stage) if config.method == "animate-anyone" else factory(model_config)
+    check_options = getattr(models.validation_sampler, "check_options", None)
+    if check_options is not None and config.validation.every_steps:
+        check_options(dict(config.validation.options))
     if config.method == "animate-anyone":
-        return AnimateAnyoneTask(config, factory(model_config, config.stage))
-    return EasyAnimateTask(config, factory(model_config))
+        return AnimateAnyoneTask(config, models)
+    return EasyAnimateTask(config, models)
 
 
 # --- shared helpers -------------------------------------------------------------------------------------
@@ -299,6 +307,16 @@ class EasyAnimateTrainingNet(nn.Module):
         return unwrap_output(output)
 
 
+def check_sizes(data, grid_multiple: int) -> None:
+    """Clips and images must fit the transformer's token grid (v1: multiples of 8 x 2 x 2 = 32 pixels)."""
+    multiple = grid_multiple * VAE_FACTOR
+    for key in ("video_size", "image_size"):
+        value = getattr(data, key)
+        if value % multiple:
+            raise InputError(f"data.{key}", f"is {value}, which does not fit the model's latent grid",
+                             f"a multiple of {multiple}, e.g. {max(multiple, round(value / multiple) * multiple)}")
+
+
 class EasyAnimateTask:
     """LoRA (``train_t2v_lora.py``) or motion module (``train_t2iv.py --trainable_modules attn_temporal``),
     trained with the improved-DDPM hybrid loss of the learned-sigma PixArt transformer."""
@@ -329,6 +347,7 @@ class EasyAnimateTask:
         self.frozen_modules = [self.vae] + ([] if train_text_encoder else [self.text_encoder])
         self.find_unused_parameters = False
         data = config.data
+        check_sizes(data, getattr(models.transformer, "grid_multiple", 1))
         self.dataset = datasets.EasyAnimateMedia(
             data.meta_path, data.root, video_size=data.video_size, image_size=data.image_size,
             sample_stride=data.sample_stride, sample_n_frames=data.sample_n_frames, video_crop=data.video_crop,
@@ -379,7 +398,7 @@ class EasyAnimateTask:
 
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in net.transformer.state_dict().items()
-                   if "temporal" in k}
+                   if is_motion_module_key(k)}
         path = folder / "easyanimate_v1_mm.safetensors"
         save_file(tensors, str(path))
         return [path]

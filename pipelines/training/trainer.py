@@ -182,7 +182,7 @@ class Trainer:
             selection.freeze(module)
             module.to(accelerator.device)
             if weight_dtype != torch.float32:
-                module.to(weight_dtype)
+                torch.nn.Module.to(module, weight_dtype)  # not diffusers' override, which warns about fp32-kept parts
         net.train()
         return accelerator.prepare_model(net), trainable
 

@@ -8,6 +8,8 @@ encoders are the real library classes (diffusers ``AutoencoderKL``, transformers
 
 Factories take the recipe's ``model`` mapping: ``init_seed`` (weights), ``width`` (channels), and for
 AnimateAnyone stage 2 optionally ``stage1_dir`` (a stage-1 export to start from).
+
+``easyanimate_v1_config`` is the recipe for the real EasyAnimate v1 code on ``tiny_models.easyanimate``'s release.
 """
 
 from __future__ import annotations
@@ -447,6 +449,25 @@ def easyanimate_config(data_dir: Path, output_dir: Path, mode: str = "lora", **s
                  "num_workers": 0, "video_size": 32, "image_size": 32, "sample_stride": 1, "sample_n_frames": 4,
                  "tokenizer_max_length": TOKENS, "text_drop_ratio": 0.1},
         "lora": {"rank": 4, "alpha": 2.0},
+        "solver": settings,
+        "checkpoint": {"every_steps": 1000},
+    }
+
+
+def easyanimate_v1_config(v1, data_dir: Path, output_dir: Path, mode: str = "lora", with_motion_module: bool = True,
+                          size: int = 32, tokens: int = 16, **solver) -> dict:
+    """A recipe for the real EasyAnimate v1 code (the pack's default factory) on a tiny v1 release
+    (``tiny_models.easyanimate.write_v1``); sizes are multiples of 32 as v1 needs."""
+    settings = dict(max_train_steps=3, learning_rate=1e-2, lr_scheduler="constant", adam_weight_decay=0.0,
+                    mixed_precision="no")
+    settings.update(solver)
+    return {
+        "method": "easyanimate", "mode": mode, "seed": 3, "output_dir": str(output_dir),
+        "model": {"pixart_dir": str(v1.base), "motion_module": str(v1.motion_module) if with_motion_module else None},
+        "data": {"meta_path": str(data_dir / "metadata.json"), "root": str(data_dir), "batch_size": 2,
+                 "num_workers": 0, "video_size": size, "image_size": size, "sample_stride": 1, "sample_n_frames": 4,
+                 "tokenizer_max_length": tokens, "text_drop_ratio": 0.0},
+        "lora": {"rank": 4, "alpha": 4.0, "train_text_encoder": True},
         "solver": settings,
         "checkpoint": {"every_steps": 1000},
     }
