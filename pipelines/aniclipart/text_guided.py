@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING
 
 import torch
 
+from ...svg.animate import Clipart, ClipartAnimation
+from ...svg.rig import ClipartRig
 from ...svg.skeleton import bone_lengths, skeleton_length_loss
 from ...svg.trajectories import bezier_poses, fix_start, frame_to_pose, init_bezier, sample_times, segment_length
 from ..context import RunContext
@@ -25,10 +26,6 @@ from .augment import FrameAugmentation
 from .loading import T2VPrior
 from .models import TrajectoryMLP
 from .sds import SDSSettings, VideoSDS, draw_noise, embed_token_ids, tokenize_prompt
-
-if TYPE_CHECKING:
-    from ...svg.animate import Clipart, ClipartAnimation
-    from ...svg.rig import ClipartRig
 
 ADAM_BETAS = (0.9, 0.9)
 ADAM_EPS = 1e-6
@@ -267,8 +264,6 @@ def animate_clipart(clipart: Clipart, prior: T2VPrior, prompt: str, settings: Te
     """Text-guided motion for a loaded clipart (``svg.load_clipart``), as the ``ClipartAnimation`` the
     procedural motions make (one pose per output frame; render and save it at any size) plus the
     optimisation's result (its frames at the canvas size, trajectories and losses)."""
-    from ...svg.animate import ClipartAnimation
-
     if not (math.isfinite(fps) and fps > 0):
         raise InputError("fps", f"is {fps!r}", "a positive number of frames per second")
     result = animate_from_text(clipart.rig, prior, prompt, settings, seed, ctx)
