@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .pipelines.errors import AnimateSuiteError
 
-_COMMAND_MODULES: tuple[str, ...] = (".svg.cli", ".pipelines.training.cli", ".pipelines.queue_client")
+_COMMAND_MODULES: tuple[str, ...] = (".svg.cli", ".pipelines.training.cli", ".pipelines.queue_client", ".pipelines.animate_anyone.cli")
 
 PACK_DIR = Path(__file__).resolve().parent
 

@@ -309,6 +309,27 @@ class ComfyStager:
             patchers.append(patcher)
         full_load = any(getattr(p, "animate_suite_full_load", True) for p in patchers)
         model_management.load_models_gpu(patchers, memory_required=memory_required, force_full_load=full_load)
+        for patcher in patchers:
+            if getattr(patcher.model, "model_lowvram", False):
+                place_unstreamed_tensors(patcher.model, patcher.load_device)
+
+
+def place_unstreamed_tensors(model: torch.nn.Module, device: torch.device) -> None:
+    """After a partial load, put tensors ComfyUI cannot stream on ``device``.
+
+    ComfyUI streams only layers that cast their weights on the fly (``comfy.ops``); a parameter or
+    buffer owned by any other module (position tables, scale/shift tables, mix factors) would stay on
+    the offload device and break the forward pass. They are small, so they simply move.
+    """
+    for module in model.modules():
+        if hasattr(module, "comfy_cast_weights"):
+            continue
+        for name, parameter in module.named_parameters(recurse=False):
+            if parameter.device != device:
+                module._parameters[name] = torch.nn.Parameter(parameter.data.to(device), parameter.requires_grad)
+        for name, buffer in module.named_buffers(recurse=False):
+            if buffer is not None and buffer.device != device:
+                module._buffers[name] = buffer.to(device)
 
 
 # ----------------------------------------------------------------------------- progress, interrupt, OOM

@@ -189,7 +189,7 @@ STABLE_ANIMATOR = ModelFamily(
         _f("unet", "unet.pth", "stable_animator"),
         _f("pose_net", "pose_net.pth", "stable_animator"),
         _f("face_encoder", "face_encoder.pth", "stable_animator"),
-        _f("face_recognition", "glintr100_torch.pth", ("stable_animator", "insightface"),
+        _f("face_recognition", "glintr100_torch.pth", "stable_animator",
            required=False, note="ArcFace iresnet100, only for HJB face optimisation"),
     ),
 )

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..pipelines.errors import CheckpointError, InputError, ModelNotFoundError
 from . import drawing, resize, sessions, warp
+from .detector import nms
 
 DET_SIZE = (640, 640)
 DET_THRESHOLD = 0.5
@@ -136,7 +137,7 @@ class FaceAnalysis:
         order = scores.ravel().argsort()[::-1]
         boxes = boxes / det_scale
         detections = np.hstack((boxes, scores)).astype(np.float32, copy=False)[order]
-        keep = _nms(detections, NMS_THRESHOLD)
+        keep = nms(detections[:, :4], detections[:, 4], NMS_THRESHOLD)
         kps = None if points is None else (points / det_scale)[order][keep]
         return [Face(detections[i, :4], float(detections[i, 4]), None if kps is None else kps[n])
                 for n, i in enumerate(keep)]
@@ -193,24 +194,6 @@ def _model_channels(image: np.ndarray, channel_order: str) -> np.ndarray:
     if channel_order not in CHANNEL_ORDERS:
         raise InputError("channel_order", f"'{channel_order}' is unknown", " or ".join(CHANNEL_ORDERS))
     return np.ascontiguousarray(image[..., ::-1]) if channel_order == "bgr" else image
-
-
-def _nms(dets: np.ndarray, threshold: float) -> list[int]:
-    x1, y1, x2, y2, scores = dets[:, 0], dets[:, 1], dets[:, 2], dets[:, 3], dets[:, 4]
-    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
-    order = scores.argsort()[::-1]
-    keep = []
-    while order.size > 0:
-        i = order[0]
-        keep.append(int(i))
-        xx1 = np.maximum(x1[i], x1[order[1:]])
-        yy1 = np.maximum(y1[i], y1[order[1:]])
-        xx2 = np.minimum(x2[i], x2[order[1:]])
-        yy2 = np.minimum(y2[i], y2[order[1:]])
-        inter = np.maximum(0.0, xx2 - xx1 + 1) * np.maximum(0.0, yy2 - yy1 + 1)
-        overlap = inter / (areas[i] + areas[order[1:]] - inter)
-        order = order[np.where(overlap <= threshold)[0] + 1]
-    return keep
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

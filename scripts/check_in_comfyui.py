@@ -6,8 +6,8 @@
    reports no import failure.
 2. Streaming: a module converted by ``comfy_bridge.make_patcher`` is partially loaded by ComfyUI's
    real ``ModelPatcher`` (the meta device stands in for a GPU) and still runs forward.
-3. A job: a server is started on loopback, a prompt EmptyImage -> AnimateSuiteSaveAnimation is
-   queued over HTTP, and the GIF it writes is checked.
+3. Jobs: a server is started on loopback and prompts that need no model files (frames -> GIF,
+   procedural clipart -> MP4) are queued over HTTP; the files they write are checked.
 
 ComfyUI itself needs torchvision, so use a Python environment where ComfyUI's requirements are
 installed (``--python``). Nothing is downloaded.
@@ -63,7 +63,16 @@ import importlib
 bridge = importlib.import_module("{LINK_NAME}.nodes.comfy_bridge")
 ops = bridge._lowvram_ops()
 assert ops is not None, "this ComfyUI's comfy.ops cannot cast weights on the fly"
-model = torch.nn.Sequential(*[torch.nn.Linear(64, 64) for _ in range(8)])
+class WithTable(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.Sequential(*[torch.nn.Linear(64, 64) for _ in range(8)])
+        self.table = torch.nn.Parameter(torch.zeros(64))  # a tensor no comfy.ops layer owns
+
+    def forward(self, x):
+        return self.layers(x) + self.table
+
+model = WithTable()
 bridge._swap_to_comfy_ops(model, ops)
 meta = torch.device("meta")
 patcher = comfy.model_patcher.ModelPatcher(model, load_device=meta, offload_device=torch.device("cpu"))
@@ -72,6 +81,7 @@ patcher.load(meta, lowvram_model_memory=int(size * 0.4), full_load=False)
 devices = sorted({{p.device.type for p in model.parameters()}})
 assert devices == ["cpu", "meta"], devices
 assert model.model_lowvram
+bridge.place_unstreamed_tensors(model, meta)
 out = model(torch.randn(2, 64, device=meta))
 print("streaming: partial load", devices, "forward ok", tuple(out.shape))
 """
@@ -82,6 +92,47 @@ def _post(url: str, payload: dict) -> dict:
     request = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
+
+
+# Jobs that need no model files: (output node id, prompt in API format).
+JOBS = {
+    "frames -> GIF": {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 4, "color": 16711680}},
+        "2": {"class_type": "AnimateSuiteSaveAnimation", "inputs": {
+            "images": ["1", 0], "fps": 8.0, "filename_prefix": "check/anim", "format": "gif", "loop": 0, "quality": 80}},
+    },
+    "procedural clipart -> MP4": {
+        "1": {"class_type": "AnimateSuiteLoadClipart", "inputs": {
+            "svg": "(pack example) gingerbread.svg", "canvas": 256, "keypoints": "side files, else detect",
+            "complexity": 0.5, "max_tri_area": 30.0, "min_tri_angle": 20.0}},
+        "2": {"class_type": "AnimateSuiteAnimateClipart", "inputs": {
+            "clipart": ["1", 0], "motion": "wave", "frames": 12, "fps": 12.0, "amplitude": 1.0, "speed": 0.5,
+            "loop": True, "fixed_start": True, "seed": 0}},
+        "3": {"class_type": "AnimateSuiteRenderClipart", "inputs": {"animation": ["2", 0], "size": 256, "background": "white"}},
+        "4": {"class_type": "AnimateSuiteSaveAnimation", "inputs": {
+            "images": ["3", 0], "fps": ["2", 1], "filename_prefix": "check/clipart", "format": "mp4", "loop": 0, "quality": 80}},
+    },
+}
+
+
+def _run_job(base: str, output_dir: Path, label: str, prompt: dict) -> None:
+    prompt_id = _post(base + "/prompt", {"prompt": prompt, "client_id": "animate-suite-check"})["prompt_id"]
+    for _ in range(600):
+        with urllib.request.urlopen(f"{base}/history/{prompt_id}", timeout=10) as response:
+            history = json.loads(response.read())
+        if prompt_id in history and history[prompt_id]["status"].get("completed") is not None:
+            break
+        time.sleep(0.5)
+    else:
+        raise SystemExit(f"job {label}: the prompt did not finish")
+    status = history[prompt_id]["status"]
+    if status["status_str"] != "success":
+        raise SystemExit(f"job {label}: {json.dumps(status['messages'])[-3000:]}")
+    save_node = max(prompt, key=int)
+    entry = history[prompt_id]["outputs"][save_node]["images"][0]
+    written = output_dir / entry["subfolder"] / entry["filename"]
+    assert written.is_file(), written
+    print(f"job {label}: ok", written.name)
 
 
 def check_job(comfy_dir: Path, python: str) -> None:
@@ -100,24 +151,8 @@ def check_job(comfy_dir: Path, python: str) -> None:
                 time.sleep(0.5)
         else:
             raise SystemExit("job: the server did not come up")
-        prompt = {
-            "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 4, "color": 16711680}},
-            "2": {"class_type": "AnimateSuiteSaveAnimation", "inputs": {
-                "images": ["1", 0], "fps": 8.0, "filename_prefix": "check/anim", "format": "gif", "loop": 0, "quality": 80}},
-        }
-        prompt_id = _post(base + "/prompt", {"prompt": prompt, "client_id": "animate-suite-check"})["prompt_id"]
-        for _ in range(240):
-            with urllib.request.urlopen(f"{base}/history/{prompt_id}", timeout=10) as response:
-                history = json.loads(response.read())
-            if prompt_id in history and history[prompt_id]["status"].get("completed"):
-                break
-            time.sleep(0.5)
-        else:
-            raise SystemExit("job: the prompt did not finish")
-        entry = history[prompt_id]["outputs"]["2"]["images"][0]
-        written = output_dir / entry["subfolder"] / entry["filename"]
-        assert written.is_file(), written
-        print("job: ok", written.name, history[prompt_id]["status"]["status_str"])
+        for label, prompt in JOBS.items():
+            _run_job(base, output_dir, label, prompt)
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -155,3 +155,26 @@ def test_out_of_memory_becomes_advice(bridge):
             raise ValueError("other errors pass through")
     with bridge.out_of_memory_advice("sampling", "x"):
         pass
+
+
+def test_tensors_comfy_cannot_stream_follow_a_partial_load(bridge):
+    class CastOp:
+        comfy_cast_weights = True
+
+    class StreamedLinear(torch.nn.Linear, CastOp):
+        pass
+
+    class WithTable(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(4, 4)
+            self.table = torch.nn.Parameter(torch.zeros(3, 4))
+            self.register_buffer("positions", torch.arange(3))
+
+    model = WithTable()
+    model.proj.__class__ = StreamedLinear
+    meta = torch.device("meta")
+    bridge.place_unstreamed_tensors(model, meta)
+    assert model.table.device == meta and model.positions.device == meta
+    assert isinstance(model.table, torch.nn.Parameter)
+    assert model.proj.weight.device.type == "cpu"  # streamed layers are left to ComfyUI

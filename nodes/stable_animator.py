@@ -1,0 +1,182 @@
+"""StableAnimator nodes: load the released weights, animate a reference person along pose frames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..pipelines.errors import InputError
+from . import comfy_bridge
+
+CATEGORY = "Animate Suite/StableAnimator"
+FOLDER = "stable_animator"
+MODEL_TYPE = "ANIMATESUITE_STABLE_ANIMATOR"
+# The raw 512-d ArcFace embedding of the reference's largest face ([1, 512] or [512] tensor).
+FACE_EMBEDS_TYPE = "ANIMATESUITE_FACE_EMBEDS"
+NO_FILE = "none"
+SVD_BASE_FOLDERS = ("diffusers", FOLDER)
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+
+
+@dataclass
+class StableAnimatorModel:
+    """What the loader hands to the sampler: the modules, one ModelPatcher each, and the compute dtype."""
+
+    models: object  # pipelines.stable_animator.loading.StableAnimatorModels
+    patchers: list
+    dtype: torch.dtype
+
+
+def _file_input(name: str, tooltip: str, optional: bool = False):
+    choices = comfy_bridge.file_choices(FOLDER)
+    choices = [NO_FILE] + choices if optional else choices
+    default = name if name in choices else (NO_FILE if optional else None)
+    options = {"default": default} if default else {}
+    return comfy_bridge.listing_input(choices, tooltip, **options)
+
+
+def _svd_base_input():
+    choices = comfy_bridge.folder_choices(SVD_BASE_FOLDERS)
+    preferred = [c for c in choices if "img2vid-xt" in c.lower()] + [c for c in choices if c.endswith("/SVD")]
+    options = {"default": preferred[0]} if preferred else {}
+    return comfy_bridge.listing_input(
+        choices, "The SVD-xt base as a diffusers folder (vae/, image_encoder/, scheduler/), e.g. "
+                 "diffusers/stable-video-diffusion-img2vid-xt or the SVD/ folder of the StableAnimator release.",
+        **options)
+
+
+class AnimateSuiteStableAnimatorLoader:
+    DISPLAY_NAME = "StableAnimator Loader (Animate Suite)"
+    DESCRIPTION = ("Loads StableAnimator's released weights (unet.pth, pose_net.pth, face_encoder.pth and, for face "
+                   "optimisation, glintr100_torch.pth) from models/stable_animator, with the SVD-xt VAE and image encoder. "
+                   "Every model is managed by ComfyUI (offloaded and partially loaded as VRAM requires).")
+    CATEGORY = CATEGORY
+    FUNCTION = "load"
+    RETURN_TYPES = (MODEL_TYPE,)
+    RETURN_NAMES = ("stable_animator",)
+    OUTPUT_TOOLTIPS = ("The StableAnimator models, for the StableAnimator sampler.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "unet": _file_input("unet.pth", "StableAnimator's UNet (unet.pth, 6 GB) in models/stable_animator."),
+                "pose_net": _file_input("pose_net.pth", "StableAnimator's PoseNet (pose_net.pth)."),
+                "face_encoder": _file_input("face_encoder.pth", "StableAnimator's face encoder (face_encoder.pth)."),
+                "face_embedder": _file_input("glintr100_torch.pth", "The ArcFace iresnet100 (glintr100_torch.pth) that "
+                                             "HJB face optimisation compares faces with; 'none' turns face optimisation off.",
+                                             optional=True),
+                "svd_base": _svd_base_input(),
+                "precision": (list(comfy_bridge.PRECISIONS), {"default": "auto", "tooltip": "Compute dtype of the UNet, "
+                              "PoseNet, face and image encoders; auto picks bf16/fp16 on a GPU and fp32 on CPU. "
+                              "The VAE and the face embedder always run in fp32."}),
+            }
+        }
+
+    def load(self, unet, pose_net, face_encoder, face_embedder, svd_base, precision):
+        from ..pipelines.stable_animator import loading
+
+        files = loading.StableAnimatorFiles(
+            unet=comfy_bridge.model_file_path(FOLDER, unet, "StableAnimator UNet"),
+            pose_net=comfy_bridge.model_file_path(FOLDER, pose_net, "StableAnimator PoseNet"),
+            face_encoder=comfy_bridge.model_file_path(FOLDER, face_encoder, "StableAnimator face encoder"),
+            face_embedder=None if face_embedder == NO_FILE else
+            comfy_bridge.model_file_path(FOLDER, face_embedder, "ArcFace face embedder"),
+            svd_base=comfy_bridge.model_folder_path(svd_base, "svd_base"),
+        )
+        dtype = comfy_bridge.pick_dtype(precision)
+        models = loading.load_stable_animator(files, dtype)
+        modules = [models.unet, models.pose_net, models.face_encoder, models.image_encoder, models.vae, models.face_embedder]
+        patchers = [comfy_bridge.make_patcher(module) for module in modules if module is not None]
+        return (StableAnimatorModel(models, patchers, dtype),)
+
+
+def _int(default, low, high, tooltip, step=1):
+    return ("INT", {"default": default, "min": low, "max": high, "step": step, "tooltip": tooltip})
+
+
+def _float(default, low, high, step, tooltip):
+    return ("FLOAT", {"default": default, "min": low, "max": high, "step": step, "tooltip": tooltip})
+
+
+class AnimateSuiteStableAnimatorSampler:
+    DISPLAY_NAME = "StableAnimator (Animate Suite)"
+    DESCRIPTION = ("Animates the person in the reference image along the pose frames, keeping the face's identity "
+                   "(StableAnimator on SVD-xt), optionally refining faces during sampling with HJB face optimisation. "
+                   "Poses must be drawn on the reference's canvas (DWPose aligned to the reference); they and the "
+                   "reference are scaled to width x height.")
+    CATEGORY = CATEGORY
+    FUNCTION = "sample"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("frames",)
+    OUTPUT_TOOLTIPS = ("The generated frames, one per pose frame.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "stable_animator": (MODEL_TYPE, {"tooltip": "From the StableAnimator loader."}),
+                "reference_image": ("IMAGE", {"tooltip": "The person to animate (one image, any size)."}),
+                "pose_frames": ("IMAGE", {"tooltip": "One pose image per output frame, in StableAnimator's DWPose "
+                                          "drawing, on the reference's canvas (same aspect ratio as the reference)."}),
+                "width": _int(512, 64, 2048, "Output width, a multiple of 64 (StableAnimator was trained at 512x512 "
+                              "and 576x1024).", 64),
+                "height": _int(512, 64, 2048, "Output height, a multiple of 64.", 64),
+                "steps": _int(25, 1, 200, "Denoising steps (Euler)."),
+                "min_guidance_scale": _float(3.0, 0.0, 20.0, 0.05, "Guidance on the first frame; it rises linearly to "
+                                             "max_guidance_scale on the last. 1.0 on both skips the unconditional pass."),
+                "max_guidance_scale": _float(3.0, 0.0, 20.0, 0.05, "Guidance on the last frame."),
+                "fps": _int(7, 1, 60, "Frame rate the motion is conditioned on (SVD micro-conditioning; fps - 1 is used)."),
+                "motion_bucket_id": _int(127, 0, 1023, "SVD's motion amount conditioning."),
+                "noise_aug_strength": _float(0.02, 0.0, 1.0, 0.01, "Noise added to the reference before encoding it."),
+                "tile_size": _int(16, 2, 128, "Frames per denoising tile. Every tile also holds frame 0; longer clips "
+                                  "are covered by overlapping tiles blended with triangular weights."),
+                "tile_overlap": _int(4, 1, 127, "Overlap between consecutive tiles (must be below tile_size)."),
+                "decode_chunk_size": _int(4, 1, 128, "Frames the VAE decodes together; more is smoother and uses more memory."),
+                "seed": _int(0, 0, MAX_SEED, "Seed of the initial noise (drawn on the CPU: the same video on every device)."),
+                "face_optimization": ("BOOLEAN", {"default": True, "tooltip": "HJB face optimisation: refine the faces "
+                                      "against the reference's identity during sampling. Needs the face embedder, "
+                                      "face_embeds, face_masks and reference_face_mask; without them it is skipped "
+                                      "with a warning, and it turns itself off if it runs out of GPU memory."}),
+                "hjb_start_step": _int(0, 0, 1000, "First denoising step (0-based) whose faces are refined."),
+                "hjb_end_step": _int(20, 0, 1000, "Last denoising step (0-based, included) whose faces are refined."),
+                "hjb_iterations": _int(3, 1, 50, "Optimiser (Adam) iterations per refined step."),
+                "hjb_learning_rate": _float(0.1, 0.0, 10.0, 0.01, "Learning rate at step 0; at step i it is "
+                                            "learning_rate * (1 - i / steps)."),
+            },
+            "optional": {
+                "face_embeds": (FACE_EMBEDS_TYPE, {"tooltip": "The raw 512-d ArcFace (antelopev2) embedding of the "
+                                "reference's largest face. Without it, identity comes from the CLIP embedding only."}),
+                "face_masks": ("MASK", {"tooltip": "One face mask per pose frame, on the pose canvas (any size with "
+                               "the same aspect ratio); the bounding box of values > 0.5 is the face. Frames with an "
+                               "empty mask are left out of the face optimisation."}),
+                "reference_face_mask": ("MASK", {"tooltip": "The face mask of the reference image, for face optimisation."}),
+            },
+        }
+
+    def sample(self, stable_animator, reference_image, pose_frames, width, height, steps, min_guidance_scale,
+               max_guidance_scale, fps, motion_bucket_id, noise_aug_strength, tile_size, tile_overlap,
+               decode_chunk_size, seed, face_optimization, hjb_start_step, hjb_end_step, hjb_iterations,
+               hjb_learning_rate, face_embeds=None, face_masks=None, reference_face_mask=None):
+        from ..pipelines.stable_animator import hjb, pipeline
+
+        if not isinstance(stable_animator, StableAnimatorModel):
+            raise InputError("stable_animator", f"got {type(stable_animator).__name__}", "the StableAnimator loader's output")
+        settings = pipeline.AnimationSettings(
+            width=width, height=height, steps=steps, min_guidance_scale=min_guidance_scale,
+            max_guidance_scale=max_guidance_scale, fps=fps, motion_bucket_id=float(motion_bucket_id),
+            noise_aug_strength=noise_aug_strength, tile_size=tile_size, tile_overlap=tile_overlap,
+            decode_chunk_size=decode_chunk_size, seed=seed)
+        optimization = hjb.FaceOptimization(face_optimization, hjb_start_step, hjb_end_step, hjb_iterations,
+                                            hjb_learning_rate)
+        inputs = pipeline.AnimationInputs(reference_image, pose_frames, face_embeds, face_masks, reference_face_mask)
+        ctx = comfy_bridge.run_context(stable_animator.patchers, stable_animator.dtype)
+        advice = ("Lower width/height, tile_size or decode_chunk_size, turn off face_optimization, "
+                  "or choose fp16/bf16 precision in the loader.")
+        with comfy_bridge.out_of_memory_advice("animating with StableAnimator", advice):
+            result = pipeline.animate(stable_animator.models, inputs, settings, optimization, ctx)
+        return (comfy_bridge.to_intermediate(result.frames),)
+
+
+NODE_CLASSES = [AnimateSuiteStableAnimatorLoader, AnimateSuiteStableAnimatorSampler]

@@ -1,0 +1,112 @@
+"""``python -m comfyui_animate_suite animate-anyone REFERENCE POSES``: AnimateAnyone outside ComfyUI.
+
+The models are found like ComfyUI finds them (``models/animate_anyone/``, ``clip_vision/``, ``vae/``);
+``--image-encoder`` and ``--vae`` take a folder or a single file instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv")
+
+
+def register(subparsers) -> None:
+    from ...cli import add_models_dir_argument
+    from .settings import FITS, AnimateAnyoneSettings
+
+    defaults = AnimateAnyoneSettings()
+    parser = subparsers.add_parser(
+        "animate-anyone", help="animate a character image along a pose video (Moore-AnimateAnyone)",
+        description="Animate REFERENCE (an image) along POSES (a video, animated image or folder of rendered pose "
+                    "frames); one output frame per pose frame.")
+    parser.add_argument("reference", type=Path, help="the character image")
+    parser.add_argument("poses", type=Path, help="rendered DWPose frames: a video, GIF/WebP or a folder of images")
+    parser.add_argument("-o", "--output", type=Path, default=Path("animate_anyone.mp4"),
+                        help="output file (.mp4/.mov, .gif, .webp) or a folder for PNG frames")
+    add_models_dir_argument(parser)
+    parser.add_argument("--image-encoder", type=Path, help="image encoder folder or file (default: found in the models folder)")
+    parser.add_argument("--vae", type=Path, help="VAE folder or file (default: found in the models folder)")
+    parser.add_argument("--frames", type=int, default=0, help="use at most this many pose frames (0: all)")
+    parser.add_argument("--width", type=int, default=defaults.width)
+    parser.add_argument("--height", type=int, default=defaults.height)
+    parser.add_argument("--steps", type=int, default=defaults.steps)
+    parser.add_argument("--guidance", type=float, default=defaults.guidance)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--context-frames", type=int, default=defaults.context_frames)
+    parser.add_argument("--context-overlap", type=int, default=defaults.context_overlap)
+    parser.add_argument("--context-stride", type=int, default=defaults.context_stride)
+    parser.add_argument("--fit", choices=FITS, default=defaults.fit)
+    parser.add_argument("--fps", type=float, default=0.0, help="output fps (0: the pose video's)")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+                        help="auto: fp16 on CUDA, fp32 on CPU")
+    parser.set_defaults(run=run)
+
+
+def _files(args: argparse.Namespace):
+    from ...cli import locator_from_args
+    from .. import model_registry
+    from .loading import AnimateAnyoneFiles
+
+    locator = locator_from_args(args)
+    family = model_registry.ANIMATE_ANYONE
+    found = {role: model_registry.require(family, role, locator)
+             for role in ("denoising_unet", "reference_unet", "pose_guider", "motion_module")}
+    image_encoder = args.image_encoder or model_registry.require(family, "image_encoder", locator)
+    vae = args.vae or model_registry.require(family, "vae", locator)
+    return AnimateAnyoneFiles(**found, image_encoder=Path(image_encoder), vae=Path(vae))
+
+
+def _write(frames, path: Path, fps: float) -> None:
+    from .. import video
+    from ..images import to_uint8
+
+    pixels = to_uint8(frames)
+    suffix = path.suffix.lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix in VIDEO_SUFFIXES:
+        video.write_video(pixels, path, fps, quality=85)
+    elif suffix == ".gif":
+        video.write_gif(pixels, path, fps)
+    elif suffix == ".webp":
+        video.write_webp(pixels, path, fps)
+    else:
+        video.write_png_sequence(pixels, path, "frame")
+
+
+def _progress(step: int, total: int, preview=None) -> None:
+    print(f"\r  {step}/{total}", end="\n" if step == total else "", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from PIL import Image
+
+    from ..context import MoveToDeviceStager, RunContext
+    from ..errors import InputError
+    from ..images import from_uint8
+    from ..video import DecodeOptions, read_frames
+    from .loading import load_models
+    from .pipeline import animate
+    from .settings import AnimateAnyoneSettings
+
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    precision = args.precision if args.precision != "auto" else ("fp16" if device.type == "cuda" else "fp32")
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    if not args.reference.is_file():
+        raise InputError("reference", f"'{args.reference}' is not a file.", "an image file")
+    poses, pose_fps = read_frames(args.poses, DecodeOptions(frame_cap=args.frames))
+    settings = AnimateAnyoneSettings(args.width, args.height, args.steps, args.guidance, args.seed, args.context_frames,
+                                     args.context_overlap, args.context_stride, args.fit)
+    print(f"loading models ({precision} on {device})", file=sys.stderr)
+    models = load_models(_files(args), dtype)
+    offload = torch.device("cpu") if device.type != "cpu" else None
+    context = RunContext(device=device, dtype=dtype, stager=MoveToDeviceStager(device, offload), progress=_progress)
+    print(f"animating {len(poses)} frames at {args.width}x{args.height}", file=sys.stderr)
+    result = animate(models, Image.open(args.reference), from_uint8(poses), settings, context)
+    _write(result.frames, args.output, args.fps or pose_fps)
+    print(args.output)
+    return 0

@@ -1,0 +1,389 @@
+"""StableAnimator: animate a reference person along pose frames on SVD-xt, keeping the face's identity.
+
+Follows ``InferenceAnimationPipeline`` (and, with face optimisation, ``InferenceAnimationProPipeline``)
+of Francis-Rings/StableAnimator, with these differences, all on inputs where the reference fails:
+- guidance exactly 1.0 on every frame runs the conditional pass only (the reference crashes);
+- a clip shorter than ``tile_size`` is one tile (the reference raises);
+- frames whose face mask is empty are left out of the face loss (the reference stops).
+
+Inputs are ComfyUI-style tensors: IMAGE ``[N, H, W, 3]`` in 0..1 and MASK ``[N, H, W]``.
+- ``reference``: the person, any size. Its CLIP embedding is taken from it as it is; the VAE latent
+  from it scaled to width x height (stretched, as the reference pipeline does).
+- ``poses``: pose images in StableAnimator's drawing convention, on the reference's canvas (the same
+  aspect ratio; any size), scaled to width x height.
+- ``face_embedding``: the raw (not normalised) 512-d ArcFace embedding of the reference's largest face,
+  ``[512]`` or ``[1, 512]``. None or all zeros means no face: zeros are used, as the reference does.
+- ``face_masks`` (one per pose frame, on the pose canvas) and ``reference_face_mask`` (on the
+  reference): face boxes for face optimisation, taken as the bounding box of values > 0.5.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import torch
+
+from .. import images as image_ops
+from ..context import RunContext
+from ..errors import InputError
+from . import hjb, sampling
+from .hjb import FaceOptimization
+from .loading import StableAnimatorModels
+
+log = logging.getLogger("animate_suite.stable_animator")
+
+SIZE_MULTIPLE = 64
+LATENT_SCALE = 8
+CLIP_SIZE = (224, 224)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+# Linear map from SD-VAE latents to RGB, for cheap step previews (the factors ComfyUI uses for SD1.x/SVD).
+LATENT_RGB = ((0.3512, 0.2297, 0.3227), (0.3250, 0.4974, 0.2350), (-0.2829, 0.1762, 0.2721), (-0.2120, -0.2616, -0.7177))
+
+
+@dataclass
+class AnimationSettings:
+    width: int = 512
+    height: int = 512
+    steps: int = 25
+    min_guidance_scale: float = 3.0  # first frame
+    max_guidance_scale: float = 3.0  # last frame; linear in between
+    fps: int = 7  # the UNet is conditioned on fps - 1
+    motion_bucket_id: float = 127.0
+    noise_aug_strength: float = 0.02
+    tile_size: int = 16
+    tile_overlap: int = 4
+    decode_chunk_size: int = 4
+    seed: int = 0
+
+
+@dataclass
+class AnimationInputs:
+    reference: torch.Tensor
+    poses: torch.Tensor
+    face_embedding: torch.Tensor | None = None
+    face_masks: torch.Tensor | None = None
+    reference_face_mask: torch.Tensor | None = None
+
+
+@dataclass
+class AnimationResult:
+    frames: torch.Tensor  # IMAGE [F, H, W, 3], float32 0..1, CPU
+    latents: torch.Tensor  # final latents [1, F, 4, H/8, W/8], before decoding
+    refined_steps: int = 0  # denoising steps whose x0 the face optimisation refined
+    warnings: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- input checks
+
+
+def _check_settings(settings: AnimationSettings) -> None:
+    for name in ("width", "height"):
+        value = getattr(settings, name)
+        if value < SIZE_MULTIPLE or value % SIZE_MULTIPLE:
+            raise InputError(name, f"is {value}", f"a multiple of {SIZE_MULTIPLE} (the UNet halves the latent three times)")
+    for name in ("steps", "decode_chunk_size"):
+        if getattr(settings, name) < 1:
+            raise InputError(name, f"is {getattr(settings, name)}", "at least 1")
+    if settings.min_guidance_scale < 0 or settings.max_guidance_scale < 0:
+        raise InputError("guidance", f"is {settings.min_guidance_scale}..{settings.max_guidance_scale}", "0 or more")
+
+
+def _warn(warnings: list[str], message: str) -> None:
+    log.warning("StableAnimator: %s", message)
+    warnings.append(message)
+
+
+def _prepare_frames(inputs: AnimationInputs, settings: AnimationSettings, warnings: list[str]):
+    """Reference (original size), reference and poses at width x height ([N, 3, H, W] in 0..1), pose canvas size."""
+    reference = image_ops.check_image_batch(inputs.reference, "reference_image")
+    if reference.shape[0] != 1:
+        raise InputError("reference_image", f"has {reference.shape[0]} images", "one reference image")
+    poses = image_ops.check_image_batch(inputs.poses, "pose_frames")
+    reference_hw, pose_hw = tuple(reference.shape[1:3]), tuple(poses.shape[1:3])
+    if hjb.aspect_differs(pose_hw, reference_hw):
+        raise InputError(
+            "pose_frames", f"are {pose_hw[1]}x{pose_hw[0]} but the reference image is {reference_hw[1]}x{reference_hw[0]}",
+            "poses drawn on the reference's canvas (the same aspect ratio), i.e. aligned to the reference")
+    size = (settings.height, settings.width)
+    if hjb.aspect_differs(reference_hw, size):
+        _warn(warnings, f"the reference is {reference_hw[1]}x{reference_hw[0]} and the output {size[1]}x{size[0]}: "
+                        "reference and poses are stretched to the output size, as StableAnimator does; "
+                        "pick a width/height with the reference's aspect ratio to avoid it")
+
+    def at_output_size(batch):
+        return image_ops.resize_batch(batch, settings.width, settings.height, "stretch").permute(0, 3, 1, 2)
+
+    return reference.permute(0, 3, 1, 2), at_output_size(reference), at_output_size(poses), pose_hw
+
+
+def _face_embedding(embedding, warnings: list[str]) -> tuple[torch.Tensor, bool]:
+    """[1, 512] float32 and whether it holds a face."""
+    if embedding is None:
+        _warn(warnings, "no face embedding: identity comes from the CLIP image embedding only "
+                        "(zeros are used, as StableAnimator does when it finds no face)")
+        return torch.zeros(1, 512), False
+    embedding = torch.as_tensor(embedding).detach().float().cpu()
+    if embedding.shape[-1:] != (512,) or embedding.numel() != 512:
+        raise InputError("face_embeds", f"has shape {tuple(embedding.shape)}",
+                         "one 512-d ArcFace (antelopev2/glintr100) embedding, [512] or [1, 512]")
+    embedding = embedding.reshape(1, 512)
+    if not embedding.abs().sum():
+        _warn(warnings, "no face was found in the reference (the face embedding is all zeros): "
+                        "identity comes from the CLIP image embedding only")
+        return embedding, False
+    if abs(float(embedding.norm()) - 1.0) < 0.1:
+        _warn(warnings, "the face embedding has length 1: StableAnimator expects the raw (not normalised) ArcFace embedding")
+    return embedding, True
+
+
+def _face_boxes(models, inputs, settings, hjb_settings, has_face, reference_hw, pose_hw, frames, warnings):
+    """Per-frame target boxes and the reference box when face optimisation can run, else None (with a warning)."""
+    if not hjb_settings.enabled:
+        return None
+    if hjb_settings.start_step > hjb_settings.end_step:
+        raise InputError("hjb_start_step", f"is after hjb_end_step ({hjb_settings.start_step} > {hjb_settings.end_step})",
+                         "a start step at or before the end step")
+    missing = [reason for reason, absent in (
+        ("no face embedder was loaded (glintr100_torch.pth in the loader)", models.face_embedder is None),
+        ("there is no face in the reference", not has_face),
+        ("face_masks is not connected", inputs.face_masks is None),
+        ("reference_face_mask is not connected", inputs.reference_face_mask is None),
+    ) if absent]
+    if missing:
+        _warn(warnings, "face optimisation (HJB) is off: " + "; ".join(missing) + ".")
+        return None
+    masks = _mask_batch(inputs.face_masks, "face_masks")
+    if masks.shape[0] != frames:
+        raise InputError("face_masks", f"has {masks.shape[0]} masks for {frames} pose frames", "one face mask per pose frame")
+    target_boxes = hjb.mask_boxes(masks, "face_masks", pose_hw, "the pose frames", (settings.height, settings.width))
+    reference_mask = _mask_batch(inputs.reference_face_mask, "reference_face_mask")
+    if reference_mask.shape[0] != 1:
+        raise InputError("reference_face_mask", f"has {reference_mask.shape[0]} masks", "one mask of the reference image")
+    reference_box = hjb.mask_boxes(reference_mask, "reference_face_mask", reference_hw, "the reference image", reference_hw)[0]
+    if reference_box is None:
+        _warn(warnings, "face optimisation (HJB) is off: reference_face_mask is empty (no face in the reference).")
+        return None
+    empty = [i for i, box in enumerate(target_boxes) if box is None]
+    if len(empty) == frames:
+        _warn(warnings, "face optimisation (HJB) is off: every face mask is empty.")
+        return None
+    if empty:
+        _warn(warnings, f"frames {empty} have an empty face mask; they are left out of the face loss.")
+    return target_boxes, reference_box
+
+
+def _mask_batch(mask, input_name: str) -> torch.Tensor:
+    if not isinstance(mask, torch.Tensor) or mask.ndim not in (2, 3):
+        raise InputError(input_name, f"is {type(mask).__name__} {tuple(getattr(mask, 'shape', ()))}", "a MASK [N, H, W]")
+    return (mask[None] if mask.ndim == 2 else mask).float().cpu()
+
+
+# ----------------------------------------------------------------------------- conditioning
+
+
+def _clip_embedding(image_encoder, reference: torch.Tensor, ctx: RunContext) -> torch.Tensor:
+    """CLIP image embedding [1, 1, D] of the reference: antialiased resize to 224 in [-1, 1], CLIP normalisation."""
+    from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import _resize_with_antialiasing
+
+    image = _resize_with_antialiasing(reference * 2.0 - 1.0, CLIP_SIZE)
+    image = (image + 1.0) / 2.0
+    image = (image - torch.tensor(CLIP_MEAN)[:, None, None]) / torch.tensor(CLIP_STD)[:, None, None]
+    return image_encoder(image.to(ctx.device, ctx.dtype)).image_embeds.unsqueeze(1)
+
+
+def _encoder_states(models: StableAnimatorModels, reference, face_embedding, ctx: RunContext):
+    """(uncond, cond) encoder hidden states [1, 1 + 4, D]: CLIP token then face tokens; uncond is zeros."""
+    ctx.stage(models.image_encoder, models.face_encoder)
+    clip = _clip_embedding(models.image_encoder, reference, ctx)
+    face_tokens = models.face_encoder(face_embedding.to(ctx.device, clip.dtype), clip)
+    cond = torch.cat([clip, face_tokens], dim=1)
+    return torch.zeros_like(cond), cond
+
+
+def _image_latents(vae, reference_at_size, noise, noise_aug_strength, ctx: RunContext) -> torch.Tensor:
+    """Unscaled VAE latent [1, 4, h, w] of the noise-augmented reference (SVD convention: the mode)."""
+    ctx.stage(vae)
+    image = reference_at_size * 2.0 - 1.0
+    image = image + noise_aug_strength * noise
+    vae_dtype = next(vae.parameters()).dtype
+    return vae.encode(image.to(ctx.device, vae_dtype)).latent_dist.mode().to(ctx.dtype)
+
+
+def _latent_preview(x0: torch.Tensor):
+    from PIL import Image
+
+    rgb = torch.einsum("chw,cr->hwr", x0[0, 0].float().cpu(), torch.tensor(LATENT_RGB))
+    return Image.fromarray(((rgb + 1) / 2).clamp(0, 1).mul(255).byte().numpy())
+
+
+def _unet_memory(frames: int, latent_hw, dtype) -> int:
+    # ComfyUI's own activation estimate for SVD's UNet (model_base.memory_required, factor 2).
+    return int(frames * latent_hw[0] * latent_hw[1] * torch.finfo(dtype).bits // 8 * 0.01 * 2.0 * 1024 * 1024)
+
+
+def _decode_memory(frames: int, latent_hw, with_grad: bool = False) -> int:
+    # ComfyUI's per-frame estimate for decoding SD-VAE latents in float32; backward roughly triples it.
+    return int(frames * 2178 * latent_hw[0] * latent_hw[1] * 64 * 4 * (3 if with_grad else 1))
+
+
+# ----------------------------------------------------------------------------- the pipeline
+
+
+def draw_noise(settings: AnimationSettings, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(noise augmentation [1, 3, H, W], initial noise [1, tile, 4, H/8, W/8]) from the seed, on CPU.
+
+    Drawn in this order from one CPU generator, as the reference does, so a seed gives the same
+    video on every device.
+    """
+    generator = torch.Generator("cpu").manual_seed(settings.seed)
+    tile = sampling.tile_length(settings.tile_size, num_frames)
+    latent_hw = (settings.height // LATENT_SCALE, settings.width // LATENT_SCALE)
+    noise_aug = torch.randn((1, 3, settings.height, settings.width), generator=generator)
+    noise = torch.randn((1, tile, 4, *latent_hw), generator=generator)
+    return noise_aug, noise
+
+
+class _Progress:
+    """Units of work done so far, reported to the context (tiles, HJB iterations, decode chunks)."""
+
+    def __init__(self, ctx: RunContext, total: int):
+        self.ctx, self.total, self.done = ctx, total, 0
+
+    def advance(self, preview_fn=None) -> None:
+        self.done += 1
+        self.ctx.report(self.done, self.total, preview_fn)
+
+
+def animate(models: StableAnimatorModels, inputs: AnimationInputs, settings: AnimationSettings,
+            face_optimization: FaceOptimization | None = None, ctx: RunContext | None = None) -> AnimationResult:
+    """Generate the video; see the module docstring for the inputs."""
+    ctx = ctx or RunContext()
+    face_optimization = face_optimization or FaceOptimization(enabled=False)
+    warnings: list[str] = []
+    _check_settings(settings)
+    reference, reference_at_size, poses, pose_canvas_hw = _prepare_frames(inputs, settings, warnings)
+    num_frames = poses.shape[0]
+    tiles = sampling.frame_tiles(num_frames, sampling.tile_length(settings.tile_size, num_frames), settings.tile_overlap)
+    face_embedding, has_face = _face_embedding(inputs.face_embedding, warnings)
+    boxes = _face_boxes(models, inputs, settings, face_optimization, has_face,
+                        tuple(reference.shape[-2:]), pose_canvas_hw, num_frames, warnings)
+    noise_aug, noise = draw_noise(settings, num_frames)
+
+    with torch.no_grad():
+        states = _encoder_states(models, reference, face_embedding, ctx)
+        image_latents = _image_latents(models.vae, reference_at_size, noise_aug, settings.noise_aug_strength, ctx)
+        face_loss = None
+        if boxes is not None:
+            ctx.stage(models.face_embedder)
+            reference_embedding = hjb.reference_face_embedding(models.face_embedder, reference, boxes[1])
+            face_loss = hjb.FaceIdentityLoss(models.vae, models.face_embedder, boxes[0], reference_embedding,
+                                             settings.decode_chunk_size, ctx.check_interrupt)
+        else:
+            face_optimization = FaceOptimization(enabled=False)
+        refined = sum(face_optimization.refines(i) for i in range(settings.steps))
+        decode_chunks = -(-num_frames // settings.decode_chunk_size)
+        progress = _Progress(ctx, settings.steps * len(tiles) + refined * face_optimization.iterations + decode_chunks)
+        latents, refined_steps = _denoise(models, poses, image_latents, states, noise, tiles, settings, face_optimization,
+                           face_loss, ctx, progress, warnings)
+        frames = _decode(models.vae, latents, settings.decode_chunk_size, ctx, progress)
+    return AnimationResult(frames, latents.float().cpu(), refined_steps, warnings)
+
+
+def _denoise(models, poses, image_latents, states, noise, tiles, settings, face_optimization, face_loss,
+             ctx: RunContext, progress: _Progress, warnings: list[str]) -> torch.Tensor:
+    """Tiled, guided Euler sampling; returns the final latents [1, F, 4, h, w] and how many steps HJB refined."""
+    from diffusers import EulerDiscreteScheduler
+
+    num_frames = poses.shape[0]
+    uncond_states, cond_states = states
+    image_latents = image_latents.unsqueeze(1).repeat(1, num_frames, 1, 1, 1)
+    time_ids = torch.tensor([[settings.fps - 1, settings.motion_bucket_id, settings.noise_aug_strength]],
+                            dtype=ctx.dtype, device=ctx.device)
+    scheduler = EulerDiscreteScheduler.from_config(models.scheduler_config)
+    scheduler.set_timesteps(settings.steps, device=ctx.device)
+    sigmas = scheduler.sigmas
+    latents = noise.to(ctx.device, ctx.dtype) * scheduler.init_noise_sigma
+    latents = latents.repeat(1, num_frames // noise.shape[1] + 1, 1, 1, 1)[:, :num_frames]
+    guidance = sampling.frame_guidance(settings.min_guidance_scale, settings.max_guidance_scale, num_frames)
+    guidance = guidance.to(ctx.device, latents.dtype)
+    with_uncond = sampling.needs_unconditional(guidance)
+    poses = (poses * 2.0 - 1.0).to(ctx.device, ctx.dtype)
+    weights = sampling.tile_weights(len(tiles[0]), ctx.device)[:, None, None, None]
+    unet_memory = _unet_memory(len(tiles[0]), latents.shape[-2:], ctx.dtype)
+    refined_steps = 0
+
+    for i, t in enumerate(scheduler.timesteps):
+        ctx.stage(models.unet, models.pose_net, memory_required=unet_memory)
+        sigma = sigmas[i]
+        scaled = sampling.scale_model_input(latents, sigma)
+        cond_input = torch.cat([scaled, image_latents], dim=2)
+        uncond_input = torch.cat([scaled, torch.zeros_like(image_latents)], dim=2)
+        cond_sum, uncond_sum = torch.zeros_like(latents), torch.zeros_like(latents)
+        weight_sum = latents.new_zeros((num_frames,))
+        for tile in tiles:
+            ctx.check_interrupt()
+            pose_latents = models.pose_net(poses[tile])
+            if with_uncond:  # the unconditional pass has neither pose nor face, CLIP or image latents
+                uncond_sum[:, tile] += models.unet(uncond_input[:, tile], t, uncond_states, time_ids,
+                                                   return_dict=False)[0] * weights
+            cond_sum[:, tile] += models.unet(cond_input[:, tile], t, cond_states, time_ids, pose_latents,
+                                             return_dict=False)[0] * weights
+            weight_sum[tile] += weights.flatten()
+            progress.advance()
+        noise_pred = cond_sum.div_(weight_sum[:, None, None, None])
+        if with_uncond:
+            uncond_pred = uncond_sum.div_(weight_sum[:, None, None, None])
+            noise_pred = uncond_pred + guidance * (noise_pred - uncond_pred)
+
+        sample = latents.to(torch.float32)
+        x0 = sampling.v_prediction_x0(noise_pred, sample, sigma)
+        if face_optimization.refines(i):
+            refined = _refine(models, x0, face_loss, face_optimization.step_learning_rate(i, settings.steps),
+                              face_optimization.iterations, settings.decode_chunk_size, ctx, progress)
+            if refined is None:
+                _warn(warnings, f"face optimisation (HJB) ran out of GPU memory at step {i} and is off from here on; "
+                                "lower decode_chunk_size or the resolution to keep it, or turn it off")
+                progress.total -= sum(face_optimization.refines(j) for j in range(i, settings.steps)) * face_optimization.iterations
+                face_optimization = FaceOptimization(enabled=False)
+            else:
+                x0, refined_steps = refined, refined_steps + 1
+        latents = sampling.euler_step(sample, x0, sigma, sigmas[i + 1]).to(noise_pred.dtype)
+        ctx.report(progress.done, progress.total, lambda: _latent_preview(x0))
+    return latents, refined_steps
+
+
+def _refine(models, x0, face_loss, learning_rate, iterations, chunk_size, ctx: RunContext, progress: _Progress):
+    """HJB: the predicted x0 optimised against the face loss (float32, gradients on); None if out of GPU memory."""
+    ctx.stage(models.vae, models.face_embedder, memory_required=_decode_memory(chunk_size, x0.shape[-2:], with_grad=True))
+
+    def on_iteration(iteration, loss_value):
+        log.debug("StableAnimator face optimisation: iteration %d, face loss %.5f", iteration, loss_value)
+        progress.advance()
+
+    out_of_memory = False
+    try:
+        with hjb.autograd_enabled(models.vae, models.face_embedder):
+            return hjb.refine_x0(x0, face_loss.backward, learning_rate, iterations, on_iteration)
+    except torch.cuda.OutOfMemoryError:
+        out_of_memory = True
+    if out_of_memory:  # outside the except block, so the failed attempt's tensors are already released
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return None
+
+
+def _decode(vae, latents, chunk_size, ctx: RunContext, progress: _Progress) -> torch.Tensor:
+    """Latents [1, F, 4, h, w] -> IMAGE [F, H, W, 3]; the decoder mixes frames within a chunk."""
+    ctx.stage(vae, memory_required=_decode_memory(chunk_size, latents.shape[-2:]))
+    vae_dtype = next(vae.parameters()).dtype
+    latents = latents.flatten(0, 1).to(vae_dtype) * (1 / vae.config.scaling_factor)
+    frames = []
+    for start in range(0, latents.shape[0], chunk_size):
+        ctx.check_interrupt()
+        chunk = latents[start:start + chunk_size]
+        frames.append(vae.decode(chunk, num_frames=chunk.shape[0]).sample.float().cpu())
+        progress.advance()
+    frames = (torch.cat(frames) / 2 + 0.5).clamp(0, 1)
+    return frames.permute(0, 2, 3, 1).contiguous()
