@@ -1,12 +1,14 @@
 """Time of one text-guided (SDS) optimisation step of AniClipart, with a tiny random text-to-video prior.
 
-One step = Bézier poses from the trajectory MLP -> stand-in rig render -> frame augmentation -> VAE
-encode (distinct poses only) -> UNet3D with and without the prompt -> backward -> Adam step. The default
-prior is the tests' tiny random model (built in a temporary folder), so the figures measure the
-pipeline's own overhead; pass ``--prior`` a real text-to-video-ms-1.7b folder (and ``--device cuda``)
-for real timings. Also prints what encoding each distinct pose once saves over encoding all frames.
+One step = Bézier poses from the trajectory MLP -> ARAP deformation of the real clipart rig ->
+rasterisation -> frame augmentation -> VAE encode (distinct poses only) -> UNet3D with and without the
+prompt -> backward -> Adam step. The clipart is man_dance from ../shared/data/clipart (12 keypoints,
+AniClipart's example) when present, else the pack's gingerbread, at 256x256. The default prior is the
+tests' tiny random model (built in a temporary folder), so the figures measure the pipeline's own
+overhead; pass ``--prior`` a real text-to-video-ms-1.7b folder (and ``--device cuda``) for real timings.
+Also prints what encoding each distinct pose once saves over encoding all frames.
 
-Run: python benchmarks/aniclipart_sds.py [--prior DIR] [--device cpu|cuda] [--steps N]
+Run: python benchmarks/aniclipart_sds.py [--prior DIR] [--clipart SVG] [--device cpu|cuda] [--steps N]
 """
 
 from __future__ import annotations
@@ -23,24 +25,18 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from aniclipart_standin_rig import DiscRig  # noqa: E402
 from tiny_models.aniclipart_t2v import build_t2v_folder  # noqa: E402
 
 from comfyui_animate_suite.pipelines.aniclipart import loading, sds  # noqa: E402
-from comfyui_animate_suite.pipelines.aniclipart.losses import SkeletonLoss  # noqa: E402
 from comfyui_animate_suite.pipelines.aniclipart.text_guided import (  # noqa: E402
     ADAM_BETAS, ADAM_EPS, PRESETS, MotionObjective, initial_trajectory,
 )
+from comfyui_animate_suite.svg import raster, rig as rig_module  # noqa: E402
+from comfyui_animate_suite.svg.animate import load_clipart  # noqa: E402
 
 CANVAS = 256
-KEYPOINTS = 12  # man_dance has 12
-
-
-def rig(device) -> DiscRig:
-    angles = torch.linspace(0, 2 * torch.pi, KEYPOINTS + 1)[:-1]
-    keypoints = torch.stack([128 + 70 * angles.cos(), 128 + 90 * angles.sin()], dim=1)
-    bones = [[i, (i + 1) % KEYPOINTS] for i in range(KEYPOINTS)]
-    return DiscRig(keypoints, bones, CANVAS, CANVAS, radius=14.0)
+MAN_DANCE = REPO.parent / "shared" / "data" / "clipart" / "man_dance" / "man_dance_scaled.svg"
+GINGERBREAD = REPO / "examples" / "gingerbread.svg"
 
 
 def synchronise(device):
@@ -66,19 +62,19 @@ class PhaseTimer:
         return timed
 
 
-def time_steps(prior, embeddings, preset: str, steps: int, device):
-    """Per-step seconds and the median split into render / augment / VAE encode / UNet / backward+Adam."""
+def time_steps(prior, embeddings, rig, preset: str, steps: int, device):
+    """Per-step seconds and the median split into ARAP / rasterise / augment / VAE encode / UNet / backward+Adam."""
     settings = PRESETS[preset]
-    figure = rig(device)
-    trajectory = initial_trajectory(figure, settings, 0, device)
+    trajectory = initial_trajectory(rig, settings, 0, device)
     loss_fn = sds.VideoSDS(prior.unet, prior.vae, prior.scheduler, embeddings, settings.sds())
-    objective = MotionObjective(figure, trajectory, loss_fn, SkeletonLoss(figure.keypoints, figure.bones), settings, device)
+    objective = MotionObjective(rig, trajectory, loss_fn, settings, device)
     optimizer = torch.optim.Adam(trajectory.mlp.parameters(), lr=settings.lr, betas=ADAM_BETAS, eps=ADAM_EPS)
     generator = torch.Generator().manual_seed(0)
     timer = PhaseTimer(device)
-    figure.render = timer.wrap("render", figure.render)
     objective.augmentation = timer.wrap("augment", objective.augmentation)
-    originals = sds.encode_video, sds.guided_noise_prediction
+    originals = rig_module.deform, raster.rasterise, sds.encode_video, sds.guided_noise_prediction
+    rig_module.deform = timer.wrap("ARAP deform", rig_module.deform)
+    raster.rasterise = timer.wrap("rasterise", raster.rasterise)
     sds.encode_video = timer.wrap("VAE encode", sds.encode_video)
     sds.guided_noise_prediction = timer.wrap("UNet x2", sds.guided_noise_prediction)
     times, phases = [], []
@@ -95,7 +91,7 @@ def time_steps(prior, embeddings, preset: str, steps: int, device):
             times.append(time.perf_counter() - start)
             phases.append(dict(timer.totals))
     finally:
-        sds.encode_video, sds.guided_noise_prediction = originals
+        rig_module.deform, raster.rasterise, sds.encode_video, sds.guided_noise_prediction = originals
     split = {name: statistics.median(p[name] for p in phases[1:]) for name in phases[-1]}
     return times[1:], split
 
@@ -122,6 +118,8 @@ def time_encoding(prior, distinct: int, frames: int, repeats: int, device) -> tu
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prior", type=Path, default=None, help="text-to-video diffusers folder (default: tiny random)")
+    parser.add_argument("--clipart", type=Path, default=MAN_DANCE if MAN_DANCE.is_file() else GINGERBREAD,
+                        help="SVG with AniClipart side files (default: man_dance if ../shared is there, else gingerbread)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
@@ -133,12 +131,16 @@ def main() -> None:
     for module in (prior.unet, prior.vae, prior.text_encoder):
         module.to(device)
     embeddings = sds.embed_token_ids(prior.text_encoder, *sds.tokenize_prompt(prior.tokenizer, "A figure is dancing."))
+    clipart = load_clipart(args.clipart, CANVAS)
+    rig = clipart.rig.to(device)
 
     print(f"prior: {'tiny random (tests/tiny_models/aniclipart_t2v.py)' if args.prior is None else args.prior}; "
           f"device {device}, {dtype}; torch threads {torch.get_num_threads()}")
+    print(f"clipart: {args.clipart.name}, {rig.num_keypoints} keypoints, "
+          f"{sum(len(layer.mesh.triangles) for layer in rig.layers)} triangles, {rig.layout.num_points} path points")
     for preset in ("aniclipart", "fast"):
         settings = PRESETS[preset]
-        times, split = time_steps(prior, embeddings, preset, args.steps, device)
+        times, split = time_steps(prior, embeddings, rig, preset, args.steps, device)
         median = statistics.median(times)
         print(f"{preset:>10}: {settings.num_frames} frames {CANVAS}x{CANVAS}, one SDS step {median * 1000:8.1f} ms "
               f"(median of {len(times)}, min {min(times) * 1000:.1f} ms); {settings.iterations} steps "

@@ -310,7 +310,5 @@ class AnimateSuiteSaveClipartSVG:
         return {"ui": {"clipart_svg": results[:1], "text": [r["filename"] for r in results]}}
 
 
-# The text-guided node (AniClipart with ModelScope T2V + SDS) is added by nodes/clipart_sds.py:
-# class AnimateSuiteAnimateClipartText: (clipart: ANIMATESUITE_CLIPART, t2v model, prompt, ...) -> ANIMATESUITE_CLIPART_ANIMATION
 NODE_CLASSES = [AnimateSuiteLoadClipart, AnimateSuiteClipartKeypoints, AnimateSuiteAnimateClipart,
                 AnimateSuiteRenderClipart, AnimateSuiteSaveClipartSVG]

@@ -1,19 +1,16 @@
 """Text-guided clipart animation: the ModelScope text-to-video prior and the AniClipart SDS optimisation.
 
-The clipart input is the rigged artwork made by the SVG nodes: any object with the
-``pipelines.aniclipart.text_guided.ClipartRig`` interface (``width``, ``height``, ``keypoints``,
-``bones``, ``render(poses)``).
+It takes the rigged clipart of Load Clipart SVG / Clipart Keypoints and returns the same animation type
+as Animate Clipart, so Render Clipart Animation and Save Clipart SVG work for both modes.
 """
 
 from __future__ import annotations
 
-from ..pipelines.aniclipart.text_guided import PRESETS
+from ..pipelines.aniclipart.text_guided import FPS, PRESETS
 from . import comfy_bridge
+from .clipart import CATEGORY, CLIPART, CLIPART_ANIMATION
 
-CATEGORY = "Animate Suite/AniClipart"
 PRIOR_TYPE = "ANIMATESUITE_T2V_PRIOR"
-CLIPART_TYPE = "ANIMATESUITE_CLIPART"
-MOTION_TYPE = "ANIMATESUITE_CLIPART_MOTION"
 MODEL_URL = "https://huggingface.co/ali-vilab/text-to-video-ms-1.7b"
 
 
@@ -58,18 +55,21 @@ class AnimateSuiteLoadT2VPrior:
 class AnimateSuiteClipartTextAnimate:
     DISPLAY_NAME = "Animate Clipart from Text (Animate Suite)"
     DESCRIPTION = ("AniClipart: optimises every keypoint's looping Bézier trajectory so the animated clipart matches the "
-                   "prompt under the text-to-video prior (score distillation), keeping bone lengths. Slow: minutes on a GPU.")
+                   "prompt under the text-to-video prior (score distillation), keeping bone lengths; the ARAP mesh "
+                   "carries the artwork. Slow: minutes on a GPU. The animation renders and saves like Animate Clipart's.")
     CATEGORY = CATEGORY
     FUNCTION = "animate"
-    RETURN_TYPES = ("IMAGE", MOTION_TYPE)
-    RETURN_NAMES = ("frames", "motion")
-    OUTPUT_TOOLTIPS = ("The looping clip at the canvas size.", "The optimised trajectories, to render again or export.")
+    RETURN_TYPES = ("IMAGE", CLIPART_ANIMATION, "FLOAT")
+    RETURN_NAMES = ("frames", "animation", "fps")
+    OUTPUT_TOOLTIPS = ("The looping clip at the canvas size.",
+                       "Keypoint positions per frame with the rig: render it at any size or save it as SVG and motion JSON.",
+                       "Frames per second.")
 
     @classmethod
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "clipart": (CLIPART_TYPE, {"tooltip": "The rigged clipart (keypoints, skeleton, mesh) from the SVG nodes."}),
+                "clipart": (CLIPART, {"tooltip": "The rigged clipart (keypoints, skeleton, mesh) from Load Clipart SVG or Clipart Keypoints."}),
                 "prior": (PRIOR_TYPE, {"tooltip": "The text-to-video prior from Load Text-to-Video Prior."}),
                 "prompt": ("STRING", {"multiline": True, "default": "A man is dancing, waving his arms.",
                                       "tooltip": "What the clipart does, in English."}),
@@ -79,17 +79,23 @@ class AnimateSuiteClipartTextAnimate:
                 "iterations": ("INT", {"default": 0, "min": 0, "max": 5000, "tooltip": "Optimisation steps; 0 uses the preset's."}),
                 "guidance_scale": ("FLOAT", {"default": 50.0, "min": 1.0, "max": 200.0, "step": 0.5,
                                              "tooltip": "How strongly the prompt pulls (AniClipart uses 50)."}),
-            }
+            },
+            "optional": {
+                "fps": ("FLOAT", {"default": FPS, "min": 1.0, "max": 60.0, "step": 1.0,
+                                  "tooltip": "Frames per second of the animation (AniClipart: 8)."}),
+                "fixed_start": ("BOOLEAN", {"default": True, "tooltip": "Start at the input pose (frame 0 = the artwork)."}),
+            },
         }
 
-    def animate(self, clipart, prior, prompt, preset, seed, iterations, guidance_scale):
-        from ..pipelines.aniclipart.text_guided import animate_from_text, settings_for
+    def animate(self, clipart, prior, prompt, preset, seed, iterations, guidance_scale, fps=FPS, fixed_start=True):
+        from ..pipelines.aniclipart.text_guided import animate_clipart, settings_for
 
-        settings = settings_for(preset, iterations=iterations or None, guidance_scale=guidance_scale)
+        settings = settings_for(preset, iterations=iterations or None, guidance_scale=guidance_scale,
+                                fix_start_points=fixed_start)
         ctx = comfy_bridge.run_context(prior.patchers, prior.dtype)
         with comfy_bridge.out_of_memory_advice("animating the clipart from text", "Use the fast preset or precision fp16."):
-            result = animate_from_text(clipart, prior.prior, prompt, settings, seed, ctx)
-        return (comfy_bridge.to_intermediate(result.frames), result)
+            animation, result = animate_clipart(clipart, prior.prior, prompt, settings, seed, fps, ctx)
+        return (comfy_bridge.to_intermediate(result.frames), animation, float(fps))
 
 
 NODE_CLASSES = [AnimateSuiteLoadT2VPrior, AnimateSuiteClipartTextAnimate]

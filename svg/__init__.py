@@ -1,7 +1,8 @@
 """SVG clipart: parsing, keypoints, mesh, deformation, rasterisation. Never imports ComfyUI.
 
 The pieces a motion method builds on (the procedural presets here, the text-guided AniClipart
-optimiser in ``pipelines/aniclipart``)::
+optimiser in ``pipelines/aniclipart``, which renders through ``ClipartRig.render`` and returns the
+same ``ClipartAnimation``)::
 
     from comfyui_animate_suite import svg
 
@@ -11,6 +12,7 @@ optimiser in ``pipelines/aniclipart``)::
     poses = svg.bezier_poses(control, svg.sample_times(24, 2))   # [T,K,2], differentiable
     points = svg.deform(rig, poses)                          # [T,P,2] drawing points, differentiable
     rgba = svg.rasterise(rig.layout, points, 256)            # [T,256,256,4], differentiable
+    images = rig.render(poses)                               # both steps, on white: [T,256,256,3]
     frames = points[svg.frame_to_pose(len(poses), 2)]        # the looped clip
     loss = 25 * svg.skeleton_length_loss(poses, rig.bones, svg.bone_lengths(rig.keypoints, rig.bones))
 """

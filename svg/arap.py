@@ -136,7 +136,8 @@ class ArapSolver:
         )
 
     def to(self, device) -> "ArapSolver":
-        moved = {name: getattr(self, name).to(device) for name in
+        """A copy on ``device`` (new tensors, also when already there)."""
+        moved = {name: getattr(self, name).to(device, copy=True) for name in
                  ("rest", "edges", "neighbours", "fits", "step_one", "step_two_edges", "step_two_handles", "handle_index")}
         return ArapSolver(weight=self.weight, **moved)
 

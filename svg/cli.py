@@ -1,53 +1,44 @@
 """``python -m comfyui_animate_suite clipart INPUT.svg --motion wave --out OUT.gif``
 
-The text-guided mode (``--prompt``) is added by the AniClipart SDS pipeline through
-``TEXT_GUIDED_HOOK``: its module's ``add_arguments(parser)`` adds options and its
-``run(args, clipart)`` returns a ``ClipartAnimation`` that is written out like a procedural one.
+With ``--prompt "..."`` the motion is AniClipart's text-guided optimisation instead of a preset; its
+options and run live in ``pipelines/aniclipart/prompt_cli.py``, and its animation is written out like a
+procedural one.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import time
 from pathlib import Path
 
 OUTPUT_SUFFIXES = (".gif", ".webp", ".mp4", ".svg", ".json", "")  # "" = a folder of PNG frames and SVG frames
-# Text-guided motion (ModelScope T2V + SDS) lives in pipelines/aniclipart; when that module exists and
-# defines add_arguments(parser) and run(args, clipart) -> ClipartAnimation, --prompt is handed to it.
-TEXT_GUIDED_HOOK = "..pipelines.aniclipart.cli"
+PROCEDURAL_FRAMES = 24
+PROCEDURAL_FPS = 12.0
 
 
 DESCRIPTION = (
     "Animates SVG clipart procedurally (no model, CPU) and writes a GIF, animated WebP, MP4, an animated SVG, "
     "a folder of PNG and SVG frames or the motion JSON, chosen by the suffix of --out. Keypoints and bones come "
     "from AniClipart's side files next to the SVG (<name>_keypoint.svg, <name>_skeleton.txt, <name>_layer.json) "
-    "or are detected from the silhouette. --replay MOTION.json re-renders a saved motion at any --size.")
-
-
-def _text_guided():
-    name = importlib.util.resolve_name(TEXT_GUIDED_HOOK, __package__)
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as error:
-        if error.name is not None and name.startswith(error.name):
-            return None  # the text-guided pipeline is not part of this install
-        raise
+    "or are detected from the silhouette. --replay MOTION.json re-renders a saved motion at any --size. "
+    "--prompt animates it from a caption instead, with AniClipart's text-to-video prior (a model, best on a GPU).")
 
 
 def register(subparsers) -> None:
+    from ..pipelines.aniclipart.prompt_cli import add_prompt_arguments
     from .motion import PRESETS
 
     parser = subparsers.add_parser(
-        "clipart", help="animate SVG clipart (procedural presets; no model needed)",
+        "clipart", help="animate SVG clipart (procedural presets without a model, or text-guided with --prompt)",
         description=DESCRIPTION, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("input", type=Path, help="the SVG to animate")
     parser.add_argument("--out", type=Path, required=True,
                         help="output: .gif, .webp, .mp4, .svg (animated), .json (motion) or a folder (PNG + SVG frames)")
     parser.add_argument("--motion", choices=PRESETS, default="wave", help="procedural motion preset")
-    parser.add_argument("--frames", type=int, default=24, help="number of frames")
-    parser.add_argument("--fps", type=float, default=12.0, help="frames per second")
+    parser.add_argument("--frames", type=int, default=None,
+                        help=f"number of frames; if not given {PROCEDURAL_FRAMES}, with --prompt the preset's")
+    parser.add_argument("--fps", type=float, default=None,
+                        help=f"frames per second; if not given {PROCEDURAL_FPS:g}, with --prompt 8 (AniClipart's)")
     parser.add_argument("--speed", type=float, default=0.5, help="motion cycles per second")
     parser.add_argument("--amplitude", type=float, default=1.0, help="motion size (1 = the preset's own)")
     parser.add_argument("--seed", type=int, default=0, help="variation of the motion")
@@ -64,10 +55,9 @@ def register(subparsers) -> None:
     parser.add_argument("--max-tri-area", type=float, default=30.0, help="mesh: largest triangle (canvas px^2)")
     parser.add_argument("--min-tri-angle", type=float, default=20.0, help="mesh: smallest triangle angle (degrees)")
     parser.add_argument("--replay", type=Path, help="re-render a motion JSON written by --out x.json")
-    parser.add_argument("--device", default="cpu", help="torch device for rendering, e.g. cuda")
-    hook = _text_guided()
-    if hook is not None:
-        hook.add_arguments(parser)
+    parser.add_argument("--device", default=None,
+                        help="torch device, e.g. cuda; if not given cpu, with --prompt cuda when available")
+    add_prompt_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -111,18 +101,21 @@ def run(args) -> int:
     else:
         clipart = load_clipart(args.input, args.canvas, args.keypoints, args.skeleton, args.layers,
                                use_side_files=not args.detect, settings=settings, complexity=args.complexity)
-        hook = _text_guided()
-        if hook is not None and getattr(args, "prompt", None):
-            animation = hook.run(args, clipart)
+        if args.prompt is not None:
+            from ..pipelines.aniclipart.prompt_cli import run_prompt
+
+            animation = run_prompt(args, clipart)
         else:
-            motion = MotionSettings(args.motion, args.frames, args.fps, args.amplitude, args.speed,
-                                    not args.no_loop, args.seed, not args.free_start)
+            frames = PROCEDURAL_FRAMES if args.frames is None else args.frames
+            fps = PROCEDURAL_FPS if args.fps is None else args.fps
+            motion = MotionSettings(args.motion, frames, fps, args.amplitude, args.speed, not args.no_loop, args.seed,
+                                    not args.free_start)
             animation = animate_procedural(clipart.rig, motion, clipart.name, clipart.svg_sha256)
             if animation.motion["amplitude_used"] < motion.amplitude:
                 print(f"note: amplitude lowered to {animation.motion['amplitude_used']:.2f} so the drawing does not fold")
         print(f"{args.input.name}: {clipart.rig.num_keypoints} keypoints ({clipart.keypoint_source}), "
               f"{len(clipart.rig.bones)} bones, {sum(len(l.mesh.triangles) for l in clipart.rig.layers)} triangles")
-    written = write_outputs(animation, out, args.size, background, RunContext(device=args.device))
+    written = write_outputs(animation, out, args.size, background, RunContext(device=args.device or "cpu"))
     elapsed = time.perf_counter() - started
     print(f"wrote {', '.join(str(p) for p in written)} ({animation.num_frames} frames, {elapsed:.1f} s)")
     return 0

@@ -264,19 +264,23 @@ def subdivide(drawing: Drawing, vertices: np.ndarray, edges: np.ndarray) -> Draw
 
 def barycentric(points: np.ndarray, vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     """Barycentric coordinates [P, T, 3] of every point in every triangle (AniClipart's formula)."""
-    v0, v1, v2 = (vertices[triangles[:, k]] for k in range(3))
+    return _barycentric(points[:, None, :], vertices[triangles][None])
+
+
+def _barycentric(points: np.ndarray, corners: np.ndarray) -> np.ndarray:
+    """Coordinates [..., 3] of ``points`` [..., 2] in the triangles ``corners`` [..., 3, 2] (broadcast)."""
+    v0, v1, v2 = corners[..., 0, :], corners[..., 1, :], corners[..., 2, :]
     e1, e2 = v1 - v0, v2 - v0
-    d00 = (e1 * e1).sum(1)
-    d01 = (e1 * e2).sum(1)
-    d11 = (e2 * e2).sum(1)
+    d00 = (e1 * e1).sum(-1)
+    d01 = (e1 * e2).sum(-1)
+    d11 = (e2 * e2).sum(-1)
     denominator = d00 * d11 - d01 * d01
-    offset = points[:, None, :] - v0[None]
-    d20 = (offset * e1[None]).sum(2)
-    d21 = (offset * e2[None]).sum(2)
+    offset = points - v0
+    d20 = (offset * e1).sum(-1)
+    d21 = (offset * e2).sum(-1)
     b1 = (d11 * d20 - d01 * d21) / denominator
     b2 = (d00 * d21 - d01 * d20) / denominator
-    b0 = 1.0 - b1 - b2
-    return np.stack([b0, b1, b2], axis=-1)
+    return np.stack([1.0 - b1 - b2, b1, b2], axis=-1)
 
 
 def bind_points(points: np.ndarray, vertices: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -295,7 +299,7 @@ def bind_points(points: np.ndarray, vertices: np.ndarray, triangles: np.ndarray)
         block = points[start:start + chunk]
         candidate = np.all((block[:, None] >= box_low[None]) & (block[:, None] <= box_high[None]), axis=-1)
         point_of, triangle_of = np.nonzero(candidate)  # row-major: by point, then triangle order
-        coords = _pair_barycentric(block[point_of], vertices, triangles[triangle_of])
+        coords = _barycentric(block[point_of], corners[triangle_of])
         inside = np.all((coords >= 0) & (coords <= 1), axis=-1)
         hit_points, first = np.unique(point_of[inside], return_index=True)
         hits = np.nonzero(inside)[0][first]
@@ -308,19 +312,3 @@ def bind_points(points: np.ndarray, vertices: np.ndarray, triangles: np.ndarray)
         face_index[missing] = chosen
         bary[missing] = coords[np.arange(len(missing)), chosen]
     return face_index, bary
-
-
-def _pair_barycentric(points: np.ndarray, vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Barycentric coordinates of point i in triangle i (same formula as ``barycentric``)."""
-    v0, v1, v2 = (vertices[triangles[:, k]] for k in range(3))
-    e1, e2 = v1 - v0, v2 - v0
-    d00 = (e1 * e1).sum(1)
-    d01 = (e1 * e2).sum(1)
-    d11 = (e2 * e2).sum(1)
-    denominator = d00 * d11 - d01 * d01
-    offset = points - v0
-    d20 = (offset * e1).sum(1)
-    d21 = (offset * e2).sum(1)
-    b1 = (d11 * d20 - d01 * d21) / denominator
-    b2 = (d00 * d21 - d01 * d20) / denominator
-    return np.stack([1.0 - b1 - b2, b1, b2], axis=-1)

@@ -8,6 +8,7 @@ drawing's.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,13 +70,41 @@ class ClipartRig:
     def canvas(self) -> tuple[int, int]:
         return self.drawing.width, self.drawing.height
 
+    @property
+    def width(self) -> int:
+        return self.drawing.width
+
+    @property
+    def height(self) -> int:
+        return self.drawing.height
+
+    def render(self, poses: torch.Tensor) -> torch.Tensor:
+        """The artwork deformed to keypoint positions ``[P, K, 2]``: frames ``[P, H, W, 3]`` at the canvas
+        size, composited on white, differentiable w.r.t. ``poses`` (ARAP, per layer, then the rasteriser).
+        ``render(keypoints[None])`` is the input artwork."""
+        from .raster import rasterise
+
+        return rasterise(self.layout, deform(self, poses), None, WHITE)
+
     def to(self, device) -> "ClipartRig":
-        """A copy whose tensors (solvers, binding, rest points) live on ``device``."""
-        layers = [RigLayer(layer.name, layer.mesh, layer.solver.to(device), layer.keypoint_index.to(device),
-                           layer.point_index.to(device), layer.face_index.to(device), layer.bary.to(device),
-                           layer.triangles.to(device), layer.dilation_steps) for layer in self.layers]
-        return ClipartRig(self.source, self.drawing, self.layout, self.rest_points.to(device), self.keypoints.to(device),
-                          self.bones, layers, self.settings, self.layer_definitions, list(self.warnings))
+        """A copy whose tensors live on ``device``. The copy is made outside ``torch.inference_mode``, so
+        autograd can use it even when this rig was built under it (ComfyUI runs nodes in inference mode)."""
+        with torch.inference_mode(False):
+            layers = [dataclasses.replace(layer, solver=layer.solver.to(device), **_tensors_to(layer, device, _LAYER_TENSORS))
+                      for layer in self.layers]
+            layout = dataclasses.replace(self.layout, **_tensors_to(self.layout, device, _LAYOUT_TENSORS))
+            return dataclasses.replace(self, layout=layout, layers=layers, warnings=list(self.warnings),
+                                       **_tensors_to(self, device, ("rest_points", "keypoints")))
+
+
+WHITE = (1.0, 1.0, 1.0)
+_LAYER_TENSORS = ("keypoint_index", "point_index", "face_index", "bary", "triangles")
+_LAYOUT_TENSORS = ("group_fill", "group_even_odd", "segment_points", "segment_is_line", "segment_group")
+
+
+def _tensors_to(owner, device, names) -> dict:
+    """Copies of ``owner``'s tensors ``names`` on ``device`` (always new tensors)."""
+    return {name: getattr(owner, name).to(device, copy=True) for name in names}
 
 
 def _check_keypoints(keypoints: np.ndarray, drawing: Drawing) -> np.ndarray:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 
 def bone_lengths(poses: torch.Tensor, bones) -> torch.Tensor:
@@ -19,10 +18,13 @@ def bone_lengths(poses: torch.Tensor, bones) -> torch.Tensor:
 def skeleton_length_loss(poses: torch.Tensor, bones, rest_lengths: torch.Tensor) -> torch.Tensor:
     """AniClipart's ``SkeletonLoss`` (unweighted): per sampled pose the mean squared bone-length change,
     summed over poses. ``poses`` are the unique sampled poses ``[T, K, 2]`` (not the mirrored frames);
-    lengths are taken in float32 as the reference does. Multiply by ``skeleton_weight`` (25 in AniClipart)."""
+    lengths are taken in float32 as the reference does. Multiply by ``skeleton_weight`` (25 in AniClipart).
+    Without bones the loss is 0."""
     lengths = bone_lengths(poses, bones).float()
+    if lengths.shape[-1] == 0:
+        return lengths.sum()
     rest = rest_lengths.float().to(lengths.device)
-    return sum(F.mse_loss(lengths[t], rest) for t in range(lengths.shape[0]))
+    return ((lengths - rest) ** 2).mean(dim=-1).sum()
 
 
 def minimum_spanning_bones(keypoints: np.ndarray) -> np.ndarray:

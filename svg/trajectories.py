@@ -70,7 +70,7 @@ def bezier_poses(control: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
     The Bernstein weights are formed in the dtype of ``ts`` (float32 in AniClipart) and multiply the
     control points in theirs, as the reference does; differentiable w.r.t. ``control``.
     """
-    t = ts.view(-1, 1, 1)
+    t = ts.to(control.device).view(-1, 1, 1)
     u = 1.0 - t
     return (u ** 3 * control[:, 0] + 3 * u ** 2 * t * control[:, 1] + 3 * u * t ** 2 * control[:, 2]
             + t ** 3 * control[:, 3])

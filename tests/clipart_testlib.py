@@ -69,3 +69,27 @@ def shared_clipart(shared_dir):
     if not names:
         pytest.skip("../shared/data/clipart holds no clipart")
     return names
+
+
+def example_clipart(canvas: int = 256):
+    """The pack's gingerbread example, rigged from its side files (11 keypoints, 10 bones)."""
+    from comfyui_animate_suite.svg.animate import load_clipart
+
+    return load_clipart(EXAMPLES / "gingerbread.svg", canvas)
+
+
+@pytest.fixture(scope="session")
+def tiny_t2v_folder(tmp_path_factory):
+    """A tiny random text-to-video-ms-1.7b diffusers folder (tests/tiny_models/aniclipart_t2v.py), built once.
+    Test modules import this fixture (and ``tiny_prior``) from here."""
+    from tiny_models.aniclipart_t2v import build_t2v_folder
+
+    return build_t2v_folder(tmp_path_factory.mktemp("t2v") / "text-to-video-ms-1.7b")
+
+
+@pytest.fixture(scope="session")
+def tiny_prior(tiny_t2v_folder):
+    """The tiny prior loaded through the real loader (read-only in the tests)."""
+    from comfyui_animate_suite.pipelines.aniclipart import loading
+
+    return loading.load_t2v_prior(tiny_t2v_folder)

@@ -1,7 +1,8 @@
 """The SDS gradient that reaches the trajectories is the formula's, and a step moves the trajectories.
 
-A tiny random UNet3D / CLIP / VAE is saved as a diffusers folder and loaded through the real loader; a
-stand-in rig (soft discs at the keypoints) renders the frames. The independent computation below
+A tiny random UNet3D / CLIP / VAE is saved as a diffusers folder and loaded through the real loader; the
+frames are the pack's example clipart, deformed by ARAP and rasterised (canvas 64 to stay quick). The
+independent computation below
 repeats every frame explicitly, noises the latents by formula, runs the UNet once per condition and
 backpropagates ``(1 - alphas_cumprod[t]) (eps_hat - eps)`` from the latents by hand.
 """
@@ -13,36 +14,35 @@ import copy
 import pytest
 import torch
 
-from aniclipart_standin_rig import small_figure
-from comfyui_animate_suite.pipelines.aniclipart import loading, sds
-from comfyui_animate_suite.pipelines.aniclipart.losses import SkeletonLoss
+from clipart_testlib import example_clipart, tiny_prior, tiny_t2v_folder  # noqa: F401  (fixtures)
+from comfyui_animate_suite.pipelines.aniclipart import sds
 from comfyui_animate_suite.pipelines.aniclipart.models import TrajectoryMLP
 from comfyui_animate_suite.pipelines.aniclipart.text_guided import (
     ADAM_BETAS, ADAM_EPS, MotionObjective, TextGuidedSettings, initial_trajectory,
 )
 from comfyui_animate_suite.pipelines.errors import AnimateSuiteError
-from tiny_models.aniclipart_t2v import build_t2v_folder
+from comfyui_animate_suite.svg.trajectories import bezier_poses
 
 PROMPT = "A figure waves its arms."
 FIXED_TIMESTEP = 600
 DROPOUT_SEED = 7
+CANVAS = 64
 
 
 @pytest.fixture(scope="module")
-def prior(tmp_path_factory):
-    return loading.load_t2v_prior(build_t2v_folder(tmp_path_factory.mktemp("t2v") / "tiny-t2v"))
+def embeddings(tiny_prior):
+    return sds.embed_token_ids(tiny_prior.text_encoder, *sds.tokenize_prompt(tiny_prior.tokenizer, PROMPT))
 
 
 @pytest.fixture(scope="module")
-def embeddings(prior):
-    return sds.embed_token_ids(prior.text_encoder, *sds.tokenize_prompt(prior.tokenizer, PROMPT))
+def rig():
+    return example_clipart(CANVAS).rig
 
 
-def _objective(prior, embeddings, settings, seed=0):
-    rig = small_figure()
+def _objective(rig, tiny_prior, embeddings, settings, seed=0):
     trajectory = initial_trajectory(rig, settings, seed, torch.device("cpu"))
-    loss_fn = sds.VideoSDS(prior.unet, prior.vae, prior.scheduler, embeddings, settings.sds())
-    return MotionObjective(rig, trajectory, loss_fn, SkeletonLoss(rig.keypoints, rig.bones), settings, torch.device("cpu"))
+    loss_fn = sds.VideoSDS(tiny_prior.unet, tiny_prior.vae, tiny_prior.scheduler, embeddings, settings.sds())
+    return MotionObjective(rig, trajectory, loss_fn, settings, torch.device("cpu"))
 
 
 def _fixed_noise(objective, seed=1):
@@ -51,10 +51,10 @@ def _fixed_noise(objective, seed=1):
     return noise
 
 
-def _independent_gradients(prior, objective, noise, guidance, skeleton_weight):
+def _independent_gradients(tiny_prior, objective, noise, guidance, skeleton_weight):
     """d(loss)/d(MLP parameters), from the SDS formula and a per-bone skeleton loss, without our SDS code."""
     trajectory = copy.deepcopy(objective.trajectory)
-    tokenizer, text_encoder = prior.tokenizer, prior.text_encoder
+    tokenizer, text_encoder = tiny_prior.tokenizer, tiny_prior.text_encoder
     ids = [tokenizer(text, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                      return_tensors="pt").input_ids for text in ("", PROMPT)]
     with torch.no_grad():
@@ -65,16 +65,16 @@ def _independent_gradients(prior, objective, noise, guidance, skeleton_weight):
     t = objective.times.double()[:, None, None]
     poses = sum(weight * controls[:, k] for k, weight in enumerate(((1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t**2, t**3)))
     frames = objective.rig.render(poses).permute(0, 3, 1, 2)[objective.frame_index]  # every output frame
-    posterior = prior.vae.encode(frames * 2 - 1).latent_dist
-    latents = (posterior.mean + posterior.std * noise.posterior_noise) * prior.vae.config.scaling_factor
+    posterior = tiny_prior.vae.encode(frames * 2 - 1).latent_dist
+    latents = (posterior.mean + posterior.std * noise.posterior_noise) * tiny_prior.vae.config.scaling_factor
     latents = latents.permute(1, 0, 2, 3).unsqueeze(0)
 
-    alpha_bar = prior.scheduler.alphas_cumprod[FIXED_TIMESTEP].item()
+    alpha_bar = tiny_prior.scheduler.alphas_cumprod[FIXED_TIMESTEP].item()
     noisy = alpha_bar**0.5 * latents.detach() + (1 - alpha_bar) ** 0.5 * noise.noise
     timestep = torch.tensor([FIXED_TIMESTEP])
     with torch.no_grad():
-        eps_uncond = prior.unet(noisy, timestep, encoder_hidden_states=uncond_text).sample
-        eps_cond = prior.unet(noisy, timestep, encoder_hidden_states=cond_text).sample
+        eps_uncond = tiny_prior.unet(noisy, timestep, encoder_hidden_states=uncond_text).sample
+        eps_cond = tiny_prior.unet(noisy, timestep, encoder_hidden_states=cond_text).sample
     latent_gradient = (1 - alpha_bar) * (eps_uncond + guidance * (eps_cond - eps_uncond) - noise.noise)
 
     rest = objective.rig.keypoints.float()
@@ -95,14 +95,14 @@ def _mlp_gradients(objective):
 
 
 @pytest.mark.parametrize("skeleton_weight", [0.0, 25.0])
-def test_gradient_on_the_trajectory_parameters_is_the_sds_formula(prior, embeddings, skeleton_weight):
+def test_gradient_on_the_trajectory_parameters_is_the_sds_formula(rig, tiny_prior, embeddings, skeleton_weight):
     settings = TextGuidedSettings(num_frames=8, loop_num=2, augment=False, skeleton_weight=skeleton_weight)
-    objective = _objective(prior, embeddings, settings)
+    objective = _objective(rig, tiny_prior, embeddings, settings)
     noise = _fixed_noise(objective)
     torch.manual_seed(DROPOUT_SEED)
     loss, sds_loss, _, _ = objective(noise)
     loss.backward()
-    expected, latent_gradient = _independent_gradients(prior, objective, noise, settings.guidance_scale, skeleton_weight)
+    expected, latent_gradient = _independent_gradients(tiny_prior, objective, noise, settings.guidance_scale, skeleton_weight)
 
     assert torch.isclose(sds_loss, 0.5 * (latent_gradient**2).sum(), rtol=1e-4)
     compared = 0
@@ -117,9 +117,10 @@ def test_gradient_on_the_trajectory_parameters_is_the_sds_formula(prior, embeddi
     assert compared == len(list(objective.trajectory.mlp.parameters())) - 1
 
 
-def test_gradient_reaches_the_control_points_and_a_step_moves_them(prior, embeddings):
-    settings = TextGuidedSettings(num_frames=8, loop_num=2, augment=True)
-    objective = _objective(prior, embeddings, settings)
+def test_gradient_reaches_the_trajectories_through_arap_and_the_rasteriser(rig, tiny_prior, embeddings):
+    # Without the skeleton term the trajectories reach the loss only through ARAP, the rasteriser and SDS.
+    settings = TextGuidedSettings(num_frames=8, loop_num=2, augment=True, skeleton_weight=0.0)
+    objective = _objective(rig, tiny_prior, embeddings, settings)
     optimizer = torch.optim.Adam(objective.trajectory.mlp.parameters(), lr=settings.lr, betas=ADAM_BETAS, eps=ADAM_EPS)
     with torch.no_grad():
         before = objective.trajectory().clone()
@@ -131,26 +132,30 @@ def test_gradient_reaches_the_control_points_and_a_step_moves_them(prior, embedd
 
     hook = objective.trajectory.register_forward_hook(keep_controls)
     generator = torch.Generator().manual_seed(3)
-    loss, _, _, _ = objective(objective.noise(generator), generator)
+    loss, _, skeleton_loss, _ = objective(objective.noise(generator), generator)
     loss.backward()
     hook.remove()
     (controls,) = captured
+    assert skeleton_loss == 0
     assert controls.grad is not None and controls.grad[:, 1:].abs().max() > 0
     optimizer.step()
     with torch.no_grad():
         after = objective.trajectory()
+        moved_frames = objective.render(bezier_poses(after, objective.times))
+        frames_before = objective.render(bezier_poses(before, objective.times))
     moved = (after - before).abs()
     assert moved[:, 1:].max() > 1e-4
-    assert torch.equal(after[:, 0], before[:, 0])
+    assert torch.equal(after[:, 0], before[:, 0]) and torch.equal(after[:, 0], rig.keypoints)
+    assert (moved_frames[1:] - frames_before[1:]).abs().max() > 0, "the step does not change the rendered clip"
 
 
-def test_distinct_frames_are_encoded_once_with_identical_result(prior):
+def test_distinct_frames_are_encoded_once_with_identical_result(tiny_prior):
     video = torch.rand(1, 3, 3, 64, 64, requires_grad=True)
     index = torch.tensor([0, 1, 2, 2, 1, 0])
     noise = torch.randn(6, 4, 8, 8)
-    once = sds.encode_video(prior.vae, video, noise, index)
+    once = sds.encode_video(tiny_prior.vae, video, noise, index)
     (grad_once,) = torch.autograd.grad(once.sum() + (once**2).sum(), video)
-    repeated = sds.encode_video(prior.vae, video[:, index], noise)
+    repeated = sds.encode_video(tiny_prior.vae, video[:, index], noise)
     (grad_repeated,) = torch.autograd.grad(repeated.sum() + (repeated**2).sum(), video)
     assert once.shape == (1, 4, 6, 8, 8)
     assert torch.allclose(once, repeated, atol=1e-6)
@@ -158,12 +163,14 @@ def test_distinct_frames_are_encoded_once_with_identical_result(prior):
 
 
 def test_sds_loss_value_and_gradient_per_clip():
-    latents = torch.randn(2, 4, 3, 2, 2, requires_grad=True)
-    gradient = torch.randn(2, 4, 3, 2, 2)
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(2, 4, 3, 2, 2, generator=generator).requires_grad_(True)
+    gradient = torch.randn(2, 4, 3, 2, 2, generator=generator)
     loss = sds.sds_loss(latents, gradient)
     loss.backward()
     assert torch.isclose(loss, 0.5 * (gradient**2).sum() / 2)
-    assert torch.allclose(latents.grad, gradient / 2)
+    # The gradient is (latents - (latents - gradient)) / 2 in float32: exact up to the cancellation.
+    assert torch.allclose(latents.grad, gradient / 2, rtol=0, atol=1e-6)
 
 
 def test_timesteps_are_drawn_between_low_and_the_cap():
@@ -184,11 +191,11 @@ class _NanUNet(torch.nn.Module):
         return type("Output", (), {"sample": sample * float("nan")})()
 
 
-def test_a_non_finite_prior_output_is_a_clear_error(prior):
+def test_a_non_finite_prior_output_is_a_clear_error(tiny_prior):
     latents = torch.zeros(1, 4, 2, 8, 8)
     noise = sds.SDSNoise(torch.tensor([100]), torch.randn(1, 4, 2, 8, 8), torch.randn(2, 4, 8, 8))
     with pytest.raises(AnimateSuiteError, match="bf16 or fp32"):
-        sds.sds_gradient(_NanUNet(), prior.scheduler, latents, torch.zeros(2, 77, 16), noise, 50.0)
+        sds.sds_gradient(_NanUNet(), tiny_prior.scheduler, latents, torch.zeros(2, 77, 16), noise, 50.0)
 
 
 def test_trajectory_starts_at_the_rest_pose():

@@ -1,8 +1,10 @@
-"""AniClipart parity, the text-guided units: trajectory MLP (3), skeleton loss (4) and SDS (5).
+"""AniClipart parity, the text-guided units: the trajectory MLP (part of unit 3) and SDS (5).
 
 Everything is loaded from ``../shared/parity/aniclipart/`` through the pack's real loaders (the ``t2v/``
 folder through ``load_t2v_prior``, ``mlp_state_dict.pt`` strictly with the reference key names), and
-every setting is read from its ``manifest.json``. Tolerances are the fixture README's.
+every setting is read from its ``manifest.json``. Tolerances are the fixture README's. The Bézier
+initialisation, sampling, frame order and the skeleton loss are the SVG core's, checked in
+``test_clipart_parity.py``.
 """
 
 from __future__ import annotations
@@ -15,13 +17,10 @@ import torch
 
 from comfyui_animate_suite.pipelines import checkpoints
 from comfyui_animate_suite.pipelines.errors import CheckpointMismatchError
-from comfyui_animate_suite.pipelines.aniclipart import bezier, loading, sds
-from comfyui_animate_suite.pipelines.aniclipart.losses import SkeletonLoss
+from comfyui_animate_suite.pipelines.aniclipart import loading, sds
 from comfyui_animate_suite.pipelines.aniclipart.models import TrajectoryMLP
 
-POSE_TOLERANCE = 1e-4  # px
 MLP_TOLERANCE = 1e-5  # px
-SKELETON_RELATIVE = 1e-5
 LATENT_TOLERANCE = 1e-5
 EPS_TOLERANCE = 1e-4
 GRAD_Z_TOLERANCE = 2e-3
@@ -44,49 +43,11 @@ def _load(folder, name):
     return torch.load(path, weights_only=True)
 
 
-def _canvas(manifest):
-    return manifest["settings"]["render_size_w"], manifest["settings"]["render_size_h"]
-
-
 def _max_abs(a, b):
     return (torch.as_tensor(a).double() - torch.as_tensor(b).double()).abs().max().item()
 
 
-# ---------------------------------------------------------------- unit 3: initial Béziers and the MLP
-
-
-@pytest.mark.parametrize("draws, radius_key, expected_key", [
-    ("init_draws", "init_radius", None),
-    ("wide_draws", "wide_radius", "ctrl_wide"),
-    ("clip_draws", "clip_radius", "ctrl_clip"),
-])
-def test_initial_beziers_from_the_recorded_draws(fixture, draws, radius_key, expected_key):
-    folder, manifest = fixture
-    mlp_data = _load(folder, "mlp.pt")
-    width, height = _canvas(manifest)
-    keypoints = mlp_data["init_points"][::4]
-    controls = bezier.initial_controls(keypoints, manifest["trajectories"][radius_key], width, height,
-                                       mlp_data[draws].tolist())
-    expected = mlp_data["init_points"].reshape(-1, 4, 2) if expected_key is None else _load(folder, "trajectories.pt")[expected_key]
-    assert controls.dtype == torch.float64
-    assert _max_abs(controls, expected) <= POSE_TOLERANCE
-
-
-def test_trajectory_poses_and_frame_order(fixture):
-    folder, manifest = fixture
-    trajectories = _load(folder, "trajectories.pt")
-    num_frames = manifest["trajectories"]["num_frames"]
-    for name in ("mlp", "wide"):
-        for loop_num in manifest["trajectories"]["loop_nums"]:
-            prefix = f"{name}_loop{loop_num}"
-            times = bezier.sample_times(num_frames, loop_num)
-            assert _max_abs(times, trajectories[f"{prefix}_ts"]) == 0
-            poses = bezier.bezier_poses(trajectories[f"ctrl_{name}"], times)
-            assert _max_abs(poses, trajectories[f"{prefix}_unique_poses"]) <= POSE_TOLERANCE
-            order = bezier.frame_to_pose(len(times), loop_num)
-            assert torch.equal(order, trajectories[f"{prefix}_frame_to_pose"])
-            assert len(order) == trajectories[f"{prefix}_num_output_frames"]
-            assert _max_abs(poses[order], trajectories[f"{prefix}_keypoints_per_frame"]) <= POSE_TOLERANCE
+# ---------------------------------------------------------------- unit 3: the MLP
 
 
 @pytest.fixture(scope="module")
@@ -149,30 +110,6 @@ def test_train_mode_offsets_with_the_recorded_dropout(fixture, reference_mlp):
     finally:
         encoder.dropout = original
     assert _max_abs(delta, mlp_data["delta_train"]) <= MLP_TOLERANCE
-
-
-# ---------------------------------------------------------------- unit 4: skeleton loss
-
-
-def test_skeleton_loss_values_and_gradients(fixture):
-    folder, manifest = fixture
-    skeleton = _load(folder, "skeleton.pt")
-    keypoints = _load(folder, "mlp.pt")["init_points"][::4]
-    weight = manifest["settings"]["skeleton_weight"]
-    assert skeleton["skeleton_weight"] == weight
-    loss_fn = SkeletonLoss(keypoints, skeleton["skeleton"])
-    assert _max_abs(loss_fn.rest_lengths, skeleton["init_lengths"]) <= 1e-5
-    cases = sorted(key[: -len("_poses")] for key in skeleton if key.endswith("_poses"))
-    assert cases
-    for case in cases:
-        poses = skeleton[f"{case}_poses"].clone().requires_grad_(True)
-        loss = loss_fn(poses)
-        weighted = weight * loss
-        weighted.backward()
-        for value, expected in ((loss, skeleton[f"{case}_loss"]), (weighted, skeleton[f"{case}_weighted_loss"])):
-            assert abs(value.item() - expected.item()) <= SKELETON_RELATIVE * abs(expected.item()), case
-        expected_grad = skeleton[f"{case}_grad_weighted"]
-        assert _max_abs(poses.grad, expected_grad) <= SKELETON_RELATIVE * expected_grad.abs().max().item(), case
 
 
 # ---------------------------------------------------------------- unit 5: SDS

@@ -240,18 +240,19 @@ def test_sampling_looping_and_whole_chain(fixture, fixture_rig):
 
 
 def test_skeleton_length_term(fixture, mesh_npz):
-    _, manifest, settings = fixture
+    _, _, settings = fixture
     data = _load(fixture, "skeleton.pt")
     assert data["skeleton_weight"] == settings["skeleton_weight"]
     rest = bone_lengths(torch.from_numpy(mesh_npz["keypoints"]), data["skeleton"]).float()
     torch.testing.assert_close(rest, data["init_lengths"], atol=0, rtol=1e-6)
-    for name in ("mlp", "wide"):
-        for loop_num in (1, 2):
-            prefix = f"{name}_loop{loop_num}"
-            poses = data[f"{prefix}_poses"].clone().requires_grad_(True)
-            loss = skeleton_length_loss(poses, data["skeleton"], data["init_lengths"])
-            torch.testing.assert_close(loss, data[f"{prefix}_loss"], rtol=1e-5, atol=0)
-            weighted = settings["skeleton_weight"] * loss
-            torch.testing.assert_close(weighted, data[f"{prefix}_weighted_loss"], rtol=1e-5, atol=0)
-            weighted.backward()
-            torch.testing.assert_close(poses.grad, data[f"{prefix}_grad_weighted"], rtol=1e-4, atol=1e-4)
+    cases = sorted(key[: -len("_poses")] for key in data if key.endswith("_poses"))
+    assert cases
+    for prefix in cases:
+        poses = data[f"{prefix}_poses"].clone().requires_grad_(True)
+        loss = skeleton_length_loss(poses, data["skeleton"], data["init_lengths"])
+        torch.testing.assert_close(loss, data[f"{prefix}_loss"], rtol=1e-5, atol=0)
+        weighted = settings["skeleton_weight"] * loss
+        torch.testing.assert_close(weighted, data[f"{prefix}_weighted_loss"], rtol=1e-5, atol=0)
+        weighted.backward()
+        torch.testing.assert_close(poses.grad, data[f"{prefix}_grad_weighted"], rtol=1e-4, atol=1e-4)
+

@@ -12,6 +12,8 @@ import math
 import torch
 from torch import nn
 
+from ...svg.trajectories import fix_start
+
 # AniClipart divides pixel coordinates by this (its canvas size) before the MLP, whatever the canvas.
 INPUT_SCALE = 256.0
 
@@ -84,6 +86,4 @@ class TrajectoryMLP(nn.Module):
     def forward(self) -> torch.Tensor:
         delta = self.mlp(self.mlp_input()).reshape(self.initial.shape)
         controls = self.initial + delta
-        if self.fix_start_points:
-            controls = torch.cat([self.initial[:, :1], controls[:, 1:]], dim=1)
-        return controls
+        return fix_start(controls, self.initial[:, 0]) if self.fix_start_points else controls

@@ -1,8 +1,8 @@
-"""The text-guided half of the ``clipart`` command: ``clipart INPUT.svg --prompt "..."``.
+"""The text-guided half of the ``clipart`` command: ``clipart INPUT.svg --prompt "..." --out OUT.gif``.
 
-The ``clipart`` command (procedural motion, SVG loading, output writing) adds these arguments with
-``add_prompt_arguments(parser)`` and, when ``args.prompt`` is set, calls ``run_prompt(args, rig)`` with
-the rigged clipart (a ``text_guided.ClipartRig``); the result carries the frames and the trajectories.
+The ``clipart`` command (``svg/cli.py``: SVG loading, procedural motion, output writing) adds these
+arguments with ``add_prompt_arguments(parser)`` and, when ``--prompt`` is given, gets the animation from
+``run_prompt(args, clipart)``; it is written out like a procedural one.
 """
 
 from __future__ import annotations
@@ -14,20 +14,21 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
 def add_prompt_arguments(parser) -> None:
+    from ...cli import add_models_dir_argument
     from .text_guided import PRESETS
 
     group = parser.add_argument_group("text-guided motion (AniClipart SDS with text-to-video-ms-1.7b)")
     group.add_argument("--prompt", help="caption of the motion, e.g. 'A man is dancing.'; optimises the "
-                                        "trajectories against the ModelScope text-to-video prior")
+                                        "trajectories against the ModelScope text-to-video prior instead of --motion")
+    add_models_dir_argument(group)
     group.add_argument("--t2v-model", type=Path, default=None,
                        help="text-to-video-ms-1.7b diffusers folder (default: looked up in <models-dir>/diffusers)")
-    group.add_argument("--sds-preset", choices=sorted(PRESETS), default="aniclipart",
+    group.add_argument("--preset", choices=sorted(PRESETS), default="aniclipart",
                        help="aniclipart: the paper's 500 steps, 24 frames; fast: 150 steps, 16 frames")
     group.add_argument("--iterations", type=int, default=None, help="optimisation steps (default: the preset's)")
     group.add_argument("--guidance", type=float, default=None, help="classifier-free guidance of the prior (default 50)")
     group.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="auto: fp16 on a GPU as AniClipart, fp32 on CPU")
-    group.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
 
 
 def _device_and_dtype(args):
@@ -59,14 +60,20 @@ class _PrintProgress:
             print(f"text-guided motion: step {step}/{total}", file=sys.stderr, flush=True)
 
 
-def run_prompt(args, rig):
-    """Load the prior, optimise ``rig``'s motion for ``args.prompt``; returns a ``TextGuidedResult``."""
+def run_prompt(args, clipart):
+    """Load the prior and optimise the motion of ``clipart`` for ``args.prompt``: a ``ClipartAnimation``.
+
+    Uses the ``clipart`` command's ``--seed``, ``--frames`` (default: the preset's), ``--fps`` (default 8,
+    as AniClipart), ``--free-start`` and ``--device`` (default: cuda when available).
+    """
     from ..context import RunContext
     from .loading import load_t2v_prior
-    from .text_guided import animate_from_text, settings_for
+    from .text_guided import FPS, animate_clipart, settings_for
 
     device, dtype = _device_and_dtype(args)
     prior = load_t2v_prior(prior_folder(args), dtype)
-    settings = settings_for(args.sds_preset, iterations=args.iterations, guidance_scale=args.guidance)
+    settings = settings_for(args.preset, iterations=args.iterations, guidance_scale=args.guidance,
+                            num_frames=args.frames, fix_start_points=not args.free_start)
     ctx = RunContext(device=device, dtype=dtype, progress=_PrintProgress())
-    return animate_from_text(rig, prior, args.prompt, settings, seed=getattr(args, "seed", 0) or 0, ctx=ctx)
+    animation, _ = animate_clipart(clipart, prior, args.prompt, settings, args.seed, FPS if args.fps is None else args.fps, ctx)
+    return animation

@@ -2,26 +2,28 @@
 
 Every keypoint of the clipart moves along a looping cubic Bézier whose control points come from the
 trajectory MLP. Each iteration samples the distinct poses, lets the rig deform and rasterise the
-artwork (``ClipartRig.render``), augments the clip, and minimises the SDS loss of the text-to-video
-prior plus ``skeleton_weight`` times the skeleton loss with Adam and AniClipart's learning-rate
-schedule. The geometry (mesh, ARAP with its weight, rasteriser) is the rig's business.
+artwork (``svg.ClipartRig.render``: ARAP with the keypoints as handles, per layer, then the
+differentiable rasteriser), augments the clip, and minimises the SDS loss of the text-to-video prior
+plus ``skeleton_weight`` times the skeleton loss with Adam and AniClipart's learning-rate schedule.
+``animate_clipart`` turns the result into the same ``ClipartAnimation`` the procedural motions make.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Protocol
 
 import torch
 
+from ...svg.animate import Clipart, ClipartAnimation
+from ...svg.rig import ClipartRig
+from ...svg.skeleton import bone_lengths, skeleton_length_loss
+from ...svg.trajectories import bezier_poses, fix_start, frame_to_pose, init_bezier, sample_times, segment_length
 from ..context import RunContext
 from ..errors import InputError
 from ..images import to_uint8
-from . import bezier
 from .augment import FrameAugmentation
 from .loading import T2VPrior
-from .losses import SkeletonLoss
 from .models import TrajectoryMLP
 from .sds import SDSSettings, VideoSDS, draw_noise, embed_token_ids, tokenize_prompt
 
@@ -29,29 +31,7 @@ ADAM_BETAS = (0.9, 0.9)
 ADAM_EPS = 1e-6
 LATENT_MULTIPLE = 8  # the VAE downsamples by 8
 PREVIEW_POSES = 6
-
-
-class ClipartRig(Protocol):
-    """What the optimisation needs from the SVG side (``svg/``): the artwork, rigged and renderable.
-
-    ``width`` x ``height`` is the working canvas (256 x 256 as AniClipart; sides multiples of 8).
-    ``keypoints`` [K, 2] are the rest positions in canvas pixels (the first frame of every trajectory),
-    ``bones`` [B, 2] 0-based keypoint index pairs (the skeleton file; B may be 0).
-    ``render(poses)`` takes keypoint positions [P, K, 2] (float64, on the run's device) and returns the
-    deformed artwork [P, H, W, 3], values 0..1 composited on white, differentiable w.r.t. ``poses``:
-    ARAP of the mesh with the keypoints as soft handles (weight 3000; layered per layer file), the
-    bound path points warped, then rasterised. ``render(keypoints[None])`` is the input artwork. It may
-    compute on any device (the result is moved to the run's device). It is called outside
-    ``torch.inference_mode``, so its tensors must not be inference tensors (ComfyUI runs nodes under
-    inference mode: create or clone them outside it).
-    """
-
-    width: int
-    height: int
-    keypoints: torch.Tensor
-    bones: torch.Tensor
-
-    def render(self, poses: torch.Tensor) -> torch.Tensor: ...
+FPS = 8.0  # AniClipart writes its clips at 8 frames per second
 
 
 @dataclass(frozen=True)
@@ -133,7 +113,7 @@ class TextGuidedResult:
         }
 
 
-def check_rig(rig) -> None:
+def check_rig(rig: ClipartRig) -> None:
     keypoints = torch.as_tensor(rig.keypoints)
     if keypoints.ndim != 2 or keypoints.shape[1] != 2 or keypoints.shape[0] == 0:
         raise InputError("clipart", f"has keypoints of shape {tuple(keypoints.shape)}", "at least one keypoint, [K, 2]")
@@ -149,7 +129,7 @@ def check_settings(settings: TextGuidedSettings) -> None:
         raise InputError("iterations", f"is {settings.iterations}", "at least 1")
     if settings.loop_num < 0:
         raise InputError("loop_num", f"is {settings.loop_num}", "0 or more")
-    if bezier.segment_length(settings.num_frames, settings.loop_num) < 2:
+    if segment_length(settings.num_frames, settings.loop_num) < 2:
         raise InputError("num_frames", f"{settings.num_frames} with loop_num {settings.loop_num} samples fewer than 2 poses",
                          f"at least {2 * max(2 * settings.loop_num, 1)} frames")
 
@@ -178,28 +158,21 @@ class MotionObjective:
     rig: ClipartRig
     trajectory: TrajectoryMLP
     sds: VideoSDS
-    skeleton: SkeletonLoss
     settings: TextGuidedSettings
     device: torch.device
     augmentation: FrameAugmentation = field(default_factory=FrameAugmentation)
 
     def __post_init__(self):
-        self.times = bezier.sample_times(self.settings.num_frames, self.settings.loop_num)
-        self.frame_index = bezier.frame_to_pose(len(self.times), self.settings.loop_num)
+        self.times = sample_times(self.settings.num_frames, self.settings.loop_num)
+        self.frame_index = frame_to_pose(len(self.times), self.settings.loop_num)
+        self.rest_lengths = bone_lengths(self.rig.keypoints, self.rig.bones)
 
     def poses(self) -> torch.Tensor:
-        return bezier.bezier_poses(self.trajectory(), self.times)
+        return bezier_poses(self.trajectory(), self.times)
 
     def render(self, poses: torch.Tensor) -> torch.Tensor:
         """[P, H, W, 3] float32 on the run's device."""
-        try:
-            frames = self.rig.render(poses)
-        except RuntimeError as error:
-            if "Inference tensors" not in str(error):
-                raise
-            raise InputError("clipart", "holds tensors made under torch.inference_mode, which autograd cannot use",
-                             "a rig whose tensors were created or cloned outside inference mode") from None
-        return frames.to(device=self.device, dtype=torch.float32)
+        return self.rig.render(poses).to(device=self.device, dtype=torch.float32)
 
     def noise(self, generator: torch.Generator):
         shape = self.sds.latent_shape(1, len(self.frame_index), self.rig.height, self.rig.width)
@@ -213,7 +186,7 @@ class MotionObjective:
         if self.settings.augment:
             video = self.augmentation(video, generator)
         sds_loss, _, _ = self.sds(video.unsqueeze(0), noise, self.frame_index)
-        skeleton_loss = self.settings.skeleton_weight * self.skeleton(poses)
+        skeleton_loss = self.settings.skeleton_weight * skeleton_length_loss(poses, self.rig.bones, self.rest_lengths)
         return sds_loss + skeleton_loss, sds_loss.detach(), skeleton_loss.detach(), frames.detach()
 
 
@@ -225,11 +198,12 @@ def preview_strip(frames: torch.Tensor):
     return Image.fromarray(to_uint8(strip.unsqueeze(0).cpu())[0])
 
 
-def initial_trajectory(rig, settings: TextGuidedSettings, seed: int, device) -> TrajectoryMLP:
+def initial_trajectory(rig: ClipartRig, settings: TextGuidedSettings, seed: int, device) -> TrajectoryMLP:
     """Nearly still Béziers (``bezier_radius``) from the keypoints and a freshly initialised MLP, both from ``seed``."""
     keypoints = torch.as_tensor(rig.keypoints, dtype=torch.float64).cpu()
-    draws = bezier.draw_uniforms(seed, keypoints.shape[0] * bezier.DRAWS_PER_KEYPOINT)
-    initial = bezier.initial_controls(keypoints, settings.bezier_radius, rig.width, rig.height, draws)
+    # AniClipart clips every control point into [5, W-5] x [5, H-5], the start too; a keypoint nearer the
+    # border would then not start at rest, so the start stays the keypoint (the first frame is the art).
+    initial = fix_start(init_bezier(keypoints, settings.bezier_radius, rig.width, rig.height, seed=seed), keypoints)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         trajectory = TrajectoryMLP(initial, settings.inter_dim, settings.normalize_input, settings.fix_start_points)
@@ -240,7 +214,7 @@ def _result(objective: MotionObjective, losses, settings, prompt, seed) -> TextG
     trajectory = objective.trajectory.eval()
     with torch.no_grad():
         controls = trajectory()
-        poses = bezier.bezier_poses(controls, objective.times)
+        poses = bezier_poses(controls, objective.times)
         frames = objective.render(poses)
     index = objective.frame_index.to(frames.device)
     return TextGuidedResult(
@@ -259,11 +233,12 @@ def animate_from_text(rig: ClipartRig, prior: T2VPrior, prompt: str, settings: T
     check_settings(settings)
     devices = [ctx.device] if ctx.device.type == "cuda" else []
     with torch.inference_mode(False), torch.enable_grad(), torch.random.fork_rng(devices=devices):
+        rig = rig.to(ctx.device)  # also makes tensors built under ComfyUI's inference mode usable by autograd
         embeddings = encode_prompt(prior, prompt, ctx)
         trajectory = initial_trajectory(rig, settings, seed, ctx.device)
         torch.manual_seed(seed)  # the MLP's dropout; the global generators are forked above
         objective = MotionObjective(rig, trajectory, VideoSDS(prior.unet, prior.vae, prior.scheduler, embeddings, settings.sds()),
-                                    SkeletonLoss(rig.keypoints, rig.bones), settings, ctx.device)
+                                    settings, ctx.device)
         optimizer = torch.optim.Adam(trajectory.mlp.parameters(), lr=settings.lr, betas=ADAM_BETAS, eps=ADAM_EPS)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_factor(step, settings))
         generator = torch.Generator().manual_seed(seed)
@@ -282,6 +257,20 @@ def animate_from_text(rig: ClipartRig, prior: T2VPrior, prompt: str, settings: T
             losses.append(float(loss.detach()))
             ctx.report(step + 1, settings.iterations, lambda: preview_strip(frames))
         return _result(objective, losses, settings, prompt, seed)
+
+
+def animate_clipart(clipart: Clipart, prior: T2VPrior, prompt: str, settings: TextGuidedSettings = PRESETS["aniclipart"],
+                    seed: int = 0, fps: float = FPS, ctx: RunContext | None = None) -> tuple[ClipartAnimation, TextGuidedResult]:
+    """Text-guided motion for a loaded clipart (``svg.load_clipart``), as the ``ClipartAnimation`` the
+    procedural motions make (one pose per output frame; render and save it at any size) plus the
+    optimisation's result (its frames at the canvas size, trajectories and losses)."""
+    if not (math.isfinite(fps) and fps > 0):
+        raise InputError("fps", f"is {fps!r}", "a positive number of frames per second")
+    result = animate_from_text(clipart.rig, prior, prompt, settings, seed, ctx)
+    motion = {"mode": "text-guided", **result.trajectories()}
+    animation = ClipartAnimation(clipart.rig, result.poses[result.frame_to_pose], float(fps), motion, clipart.name,
+                                 clipart.svg_sha256)
+    return animation, result
 
 
 def settings_for(preset: str, **overrides) -> TextGuidedSettings:
