@@ -8,6 +8,7 @@ import torch
 
 from ..pipelines.errors import InputError
 from . import comfy_bridge
+from .svd import svd_source_choices, svd_source_path
 
 CATEGORY = "Animate Suite/StableAnimator"
 FOLDER = "stable_animator"
@@ -37,11 +38,14 @@ def _file_input(name: str, tooltip: str, optional: bool = False):
 
 
 def _svd_base_input():
-    choices = comfy_bridge.folder_choices(SVD_BASE_FOLDERS)
-    preferred = [c for c in choices if "img2vid-xt" in c.lower()] + [c for c in choices if c.endswith("/SVD")]
+    choices = svd_source_choices(SVD_BASE_FOLDERS)
+    preferred = [c for c in choices if "img2vid-xt" in c.lower()
+                 or ("svd_xt" in c.lower() and "image_decoder" not in c.lower())]
+    preferred += [c for c in choices if c.endswith("/SVD")]
     options = {"default": preferred[0]} if preferred else {}
     return comfy_bridge.listing_input(
-        choices, "The SVD-xt base as a diffusers folder (vae/, image_encoder/, scheduler/), e.g. "
+        choices, "The SVD-xt base (its VAE, image encoder and scheduler), from the same sources as the SVD loader: "
+                 "svd_xt.safetensors / svd_xt_1_1.safetensors in models/checkpoints, or a diffusers folder such as "
                  "diffusers/stable-video-diffusion-img2vid-xt or the SVD/ folder of the StableAnimator release.",
         **options)
 
@@ -49,7 +53,8 @@ def _svd_base_input():
 class AnimateSuiteStableAnimatorLoader:
     DISPLAY_NAME = "StableAnimator Loader (Animate Suite)"
     DESCRIPTION = ("Loads StableAnimator's released weights (unet.pth, pose_net.pth, face_encoder.pth and, for face "
-                   "optimisation, glintr100_torch.pth) from models/stable_animator, with the SVD-xt VAE and image encoder. "
+                   "optimisation, glintr100_torch.pth) from models/stable_animator, with the SVD-xt VAE and image "
+                   "encoder from an SVD-xt checkpoint (models/checkpoints) or diffusers folder. "
                    "Every model is managed by ComfyUI (offloaded and partially loaded as VRAM requires).")
     CATEGORY = CATEGORY
     FUNCTION = "load"
@@ -83,7 +88,7 @@ class AnimateSuiteStableAnimatorLoader:
             face_encoder=comfy_bridge.model_file_path(FOLDER, face_encoder, "StableAnimator face encoder"),
             face_embedder=None if face_embedder == NO_FILE else
             comfy_bridge.model_file_path(FOLDER, face_embedder, "ArcFace face embedder"),
-            svd_base=comfy_bridge.model_folder_path(svd_base, "svd_base"),
+            svd_base=svd_source_path(svd_base, "svd_base", SVD_BASE_FOLDERS),
         )
         dtype = comfy_bridge.pick_dtype(precision)
         models = loading.load_stable_animator(files, dtype)

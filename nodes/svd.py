@@ -41,14 +41,17 @@ class SVDModel:
     name: str
 
 
-def _model_choices() -> list[str]:
-    return comfy_bridge.file_choices("checkpoints") + comfy_bridge.folder_choices(["diffusers"])
+def svd_source_choices(folder_keys: tuple[str, ...] = ("diffusers",)) -> list[str]:
+    """Every SVD source the SVD loader reads: single files in models/checkpoints, then diffusers folders
+    (``key/name``) in the model folders ``folder_keys``. StableAnimator's loader lists its SVD-xt base this way."""
+    return comfy_bridge.file_choices("checkpoints") + comfy_bridge.folder_choices(folder_keys)
 
 
-def _model_path(choice: str) -> str:
-    if choice.startswith("diffusers/") and not choice.lower().endswith(WEIGHT_SUFFIXES):
-        return comfy_bridge.model_folder_path(choice, "model")
-    return comfy_bridge.model_file_path("checkpoints", choice, "model")
+def svd_source_path(choice: str, input_name: str, folder_keys: tuple[str, ...] = ("diffusers",)) -> str:
+    """The file or folder behind a ``svd_source_choices`` entry."""
+    if choice.partition("/")[0] in folder_keys and not choice.lower().endswith(WEIGHT_SUFFIXES):
+        return comfy_bridge.model_folder_path(choice, input_name)
+    return comfy_bridge.model_file_path("checkpoints", choice, input_name)
 
 
 class AnimateSuiteSVDLoader:
@@ -67,7 +70,7 @@ class AnimateSuiteSVDLoader:
         return {
             "required": {
                 "model": comfy_bridge.listing_input(
-                    _model_choices(),
+                    svd_source_choices(),
                     "svd.safetensors (14 frames), svd_xt.safetensors / svd_xt_1_1.safetensors (25 frames) or their "
                     "fp16 variants from models/checkpoints, or a diffusers folder (diffusers/stable-video-diffusion-img2vid-xt).",
                 ),
@@ -80,7 +83,7 @@ class AnimateSuiteSVDLoader:
         from ..pipelines.svd.loading import load_svd_components
 
         dtype = comfy_bridge.pick_dtype(precision)
-        parts = load_svd_components(_model_path(model), dtype)
+        parts = load_svd_components(svd_source_path(model, "model"), dtype)
         patchers = [comfy_bridge.make_patcher(m) for m in (parts.image_encoder, parts.vae, parts.unet)]
         return (SVDModel(parts, patchers, dtype, model),)
 

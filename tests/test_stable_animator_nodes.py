@@ -13,16 +13,28 @@ SIZE = 64
 FRAMES = 2
 
 
+BASE_FOLDER = "diffusers/tiny-stable-video-diffusion-img2vid-xt"
+BASE_FILE = "svd_xt_tiny_stable_animator_base.safetensors"
+
+
 @pytest.fixture(scope="module")
-def installed(comfy):
+def base_config_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("svd-base-configs")
+
+
+@pytest.fixture(scope="module")
+def installed(comfy, base_config_root):
+    """The tiny release in models/stable_animator; its SVD-xt base both as a diffusers folder in models/diffusers
+    and as a single file in models/checkpoints (the two sources the SVD loader reads)."""
     tiny.write_weights(comfy.models / "stable_animator" / "Animation")
-    tiny.write_svd_base(comfy.models / "diffusers" / "tiny-stable-video-diffusion-img2vid-xt")
+    tiny.write_svd_base(comfy.models / BASE_FOLDER)
+    tiny.write_svd_base_single_file(comfy.models / "checkpoints" / BASE_FILE, base_config_root)
     return comfy
 
 
-def _loader_inputs(face_embedder="Animation/glintr100_torch.pth"):
+def _loader_inputs(face_embedder="Animation/glintr100_torch.pth", svd_base=BASE_FOLDER):
     return dict(unet="Animation/unet.pth", pose_net="Animation/pose_net.pth", face_encoder="Animation/face_encoder.pth",
-                face_embedder=face_embedder, svd_base="diffusers/tiny-stable-video-diffusion-img2vid-xt", precision="auto")
+                face_embedder=face_embedder, svd_base=svd_base, precision="auto")
 
 
 def _sampler_inputs(model, **changes):
@@ -52,7 +64,7 @@ def test_loader_lists_the_files_and_wraps_every_model_in_a_patcher(installed, mo
     required = node_class(LOADER).INPUT_TYPES()["required"]
     assert "Animation/unet.pth" in required["unet"][0]
     assert required["face_embedder"][0][0] == "none"
-    assert "diffusers/tiny-stable-video-diffusion-img2vid-xt" in required["svd_base"][0]
+    assert BASE_FOLDER in required["svd_base"][0] and BASE_FILE in required["svd_base"][0]
     models = model.models
     wrapped = {id(p.model) for p in model.patchers}
     for module in (models.unet, models.pose_net, models.face_encoder, models.image_encoder, models.vae, models.face_embedder):
@@ -96,3 +108,18 @@ def test_missing_model_file_says_where_it_looked(installed, node_class):
     not_found = installed.module("pipelines.errors").ModelNotFoundError
     with pytest.raises(not_found, match="StableAnimator UNet"):
         node_class(LOADER)().load(**{**_loader_inputs(), "unet": "Animation/missing.pth"})
+
+
+def test_svd_base_from_a_single_file_gives_the_same_models_and_video(installed, model, base_config_root, monkeypatch):
+    # A single file carries no configs: the SVD loader reads the shipped ones, here the tiny base's.
+    monkeypatch.setattr(installed.module("pipelines.svd.loading"), "CONFIGS_DIR", base_config_root)
+    with torch.inference_mode():
+        from_file = installed.runtime.execute_node(LOADER, **_loader_inputs(svd_base=BASE_FILE))[0]
+        for name in ("vae", "image_encoder"):
+            loaded, expected = getattr(from_file.models, name).state_dict(), getattr(model.models, name).state_dict()
+            assert set(loaded) == set(expected) and all(torch.equal(loaded[k], expected[k]) for k in expected), name
+        assert from_file.models.scheduler_config == model.models.scheduler_config
+        (frames,) = installed.runtime.execute_node(SAMPLER, **_sampler_inputs(from_file, face_optimization=False))
+        (reference,) = installed.runtime.execute_node(SAMPLER, **_sampler_inputs(model, face_optimization=False))
+    # Equal weights; only float summation order may differ (the converter's tensors have another memory layout).
+    assert torch.allclose(frames, reference, atol=1e-4)

@@ -186,6 +186,19 @@ def test_missing_files_and_bad_requests_are_clear(files, tmp_path):
         loading.load_svd_components(files.folder, which=("text_encoder",))
 
 
+def test_a_folder_with_only_the_parts_asked_for_loads_them(files, tmp_path):
+    # StableAnimator's SVD base folder: vae/, image_encoder/, scheduler/ and no UNet.
+    folder = tmp_path / "svd_base"
+    for part in ("vae", "image_encoder", "scheduler"):
+        shutil.copytree(files.folder / part, folder / part)
+    parts = loading.load_svd_components(folder, which=("image_encoder", "vae"))
+    _assert_same_weights(parts.vae, files.models["vae"])
+    _assert_same_weights(parts.image_encoder, files.models["image_encoder"])
+    assert parts.unet is None and parts.scheduler_config == tiny.configs()["scheduler"]
+    with pytest.raises(ModelNotFoundError, match="unet/config.json"):
+        loading.load_svd_components(folder, which=("unet",))
+
+
 @pytest.mark.parametrize("name, variant", [("svd.safetensors", "svd"), ("svd_xt.safetensors", "svd_xt"),
                                            ("svd_xt_1_1.safetensors", "svd_xt"), ("svd.fp16.safetensors", "svd"),
                                            ("stable-video-diffusion-img2vid-xt.safetensors", "svd_xt"),

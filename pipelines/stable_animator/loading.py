@@ -9,6 +9,10 @@
   image encoder's projection width.
 - ``glintr100_torch.pth`` (optional, for HJB face optimisation): ArcFace iresnet100; the block counts
   are read off the file, and its weights are used in float32 whatever they are stored in.
+- the SVD-xt base (temporal VAE, CLIP image encoder, Euler scheduler settings) from any source the SVD
+  loader reads (``pipelines.svd.loading``): a single ``svd_xt*.safetensors`` file or a diffusers folder
+  (``vae/ image_encoder/ scheduler/``, e.g. the release's ``SVD/`` folder). StableAnimator replaces the
+  whole UNet, so the base's UNet is never read.
 
 Every file is read with ``weights_only=True`` and must fit its module exactly (no missing, unexpected
 or mis-shaped keys). Modules are built on the ``meta`` device and take the file's tensors, so loading
@@ -26,8 +30,8 @@ import torch
 
 from .. import checkpoints
 from ..errors import CheckpointError
+from ..svd.loading import load_svd_components
 from . import models_face, models_pose, models_unet
-from .svd_base import load_svd_base
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 UNET_CONFIG_NAME = "unet_config.json"
@@ -40,7 +44,7 @@ class StableAnimatorFiles:
     pose_net: Path
     face_encoder: Path
     face_embedder: Path | None = None  # glintr100_torch.pth; only HJB needs it
-    svd_base: Path | None = None  # SVD-xt diffusers folder (vae/, image_encoder/, scheduler/)
+    svd_base: Path | None = None  # SVD-xt single file or diffusers folder, as the SVD loader takes
 
 
 @dataclass
@@ -107,16 +111,19 @@ def load_face_embedder(path: str | Path) -> models_face.IResNet:
 def load_stable_animator(files: StableAnimatorFiles, dtype: torch.dtype = torch.float32) -> StableAnimatorModels:
     """All StableAnimator modules on CPU, eval mode, no grad. The VAE and face embedder stay float32."""
     if files.svd_base is None:
-        raise CheckpointError("StableAnimator needs the SVD-xt base folder (vae/, image_encoder/, scheduler/).")
-    base = load_svd_base(files.svd_base)
+        raise CheckpointError("StableAnimator needs the SVD-xt base (svd_xt.safetensors or a diffusers folder).")
+    base = load_svd_components(files.svd_base, dtype, which=("image_encoder", "vae"), vae_dtype=torch.float32)
+    if type(base.vae).__name__ != "AutoencoderKLTemporalDecoder":
+        raise CheckpointError(f"'{files.svd_base}' holds SVD's frame-by-frame image decoder; StableAnimator decodes "
+                              "with SVD-xt's temporal VAE (svd_xt.safetensors or svd_xt_1_1.safetensors).")
     unet = load_unet(files.unet, dtype)
     return StableAnimatorModels(
         unet=unet,
         pose_net=load_pose_net(files.pose_net, unet.config.block_out_channels[0], dtype),
         face_encoder=load_face_encoder(files.face_encoder, unet.config.cross_attention_dim,
                                        base.image_encoder.config.projection_dim, dtype),
-        image_encoder=base.image_encoder.to(dtype).requires_grad_(False),
-        vae=base.vae.requires_grad_(False),
+        image_encoder=base.image_encoder,
+        vae=base.vae,
         scheduler_config=base.scheduler_config,
         face_embedder=load_face_embedder(files.face_embedder) if files.face_embedder else None,
     )

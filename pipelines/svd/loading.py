@@ -18,6 +18,8 @@ Public API (StableAnimator reuses the SVD-xt image encoder, VAE and scheduler th
   the variant (frame count) comes from the file name, as the file does not record it;
 - a diffusers folder (``unet/ vae/ image_encoder/ scheduler/ feature_extractor/``): its own configs,
   local files only; ``*.fp16.safetensors`` variants are used when the compute dtype is half precision.
+  Only the sub-folders of the components asked for must exist (missing scheduler/feature_extractor
+  configs fall back to the shipped SVD-xt ones).
 
 Modules are built without allocating random weights, then every weight is assigned strictly (a
 missing, unexpected or misshapen key raises ``CheckpointMismatchError``); a file of another model
@@ -203,7 +205,9 @@ def _load_single_file(path: Path, dtype, vae_dtype, which, config_dir) -> SVDCom
 # ----------------------------------------------------------------------------- diffusers folder
 
 
-def _check_svd_folder(folder: Path) -> None:
+def _check_svd_folder(folder: Path, needs_unet: bool) -> None:
+    """Refuse other pipelines' folders. A folder holding only the parts asked for (e.g. StableAnimator's
+    SVD base: vae/, image_encoder/, scheduler/) is fine while the UNet is not asked for."""
     index = folder / "model_index.json"
     if index.is_file():
         name = _read_json(index).get("_class_name", "")
@@ -214,6 +218,8 @@ def _check_svd_folder(folder: Path) -> None:
             )
     unet_config = folder / "unet" / "config.json"
     if not unet_config.is_file():
+        if not needs_unet:
+            return
         raise ModelNotFoundError("SVD diffusers folder", "'unet/config.json'", [str(folder)])
     name = _read_json(unet_config).get("_class_name")
     if name != "UNetSpatioTemporalConditionModel":
@@ -236,7 +242,7 @@ def _folder_weight_files(folder: Path, stem: str, dtype: torch.dtype) -> list[Pa
 
 
 def _load_folder(folder: Path, dtype, vae_dtype, which) -> SVDComponents:
-    _check_svd_folder(folder)
+    _check_svd_folder(folder, "unet" in which)
     modules = {}
     for component in which:
         sub, config_name, stem = _FOLDER_FILES[component]
@@ -252,8 +258,11 @@ def _load_folder(folder: Path, dtype, vae_dtype, which) -> SVDComponents:
     shipped = shipped_configs("svd_xt")
     scheduler = folder / "scheduler" / "scheduler_config.json"
     features = folder / "feature_extractor" / "preprocessor_config.json"
-    unet_config = _read_json(folder / "unet" / "config.json")
-    frames = int(unet_config.get("num_frames", 14))
+    unet_config = folder / "unet" / "config.json"
+    if unet_config.is_file():
+        frames = int(_read_json(unet_config).get("num_frames", VARIANT_FRAMES["svd"]))
+    else:
+        frames = VARIANT_FRAMES[variant_from_name(folder.name)]
     return SVDComponents(
         modules.get("unet"), modules.get("vae"), modules.get("image_encoder"),
         _read_json(scheduler) if scheduler.is_file() else shipped["scheduler"],

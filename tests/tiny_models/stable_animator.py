@@ -3,7 +3,9 @@
 - ``<weights_dir>/unet.pth`` (processors installed, so with ``…attn2.processor.id_to_k/id_to_v``),
   ``unet_config.json`` beside it (the tiny size), ``pose_net.pth``, ``face_encoder.pth`` and
   ``glintr100_torch.pth`` (an IResNet with one block per stage, stored in float16 like the fixture's);
-- ``<base_dir>/{vae,image_encoder,scheduler}``: an SVD-xt-style diffusers folder.
+- ``<base_dir>/{vae,image_encoder,scheduler}``: an SVD-xt-style diffusers folder;
+- or the same base as an sgm single file (``svd_xt_*.safetensors``, written by ``tiny_models.svd``'s
+  single-file writer) with the configs the SVD loader needs for it (``<config_root>/svd_xt/``).
 
 Every parameter is random (no zero-initialised layers), so each path affects the output.
 """
@@ -86,26 +88,55 @@ def write_weights(weights_dir: Path, seed: int = 0, face_embedder: bool = True) 
     return paths
 
 
-def write_svd_base(base_dir: Path, seed: int = 0) -> Path:
-    """A tiny SVD-xt-style diffusers folder: vae/, image_encoder/, scheduler/."""
+def build_svd_base(seed: int = 0) -> dict[str, torch.nn.Module]:
+    """The tiny SVD-xt base modules: temporal VAE (8x down, as SVD's) and CLIP image encoder."""
     from diffusers import AutoencoderKLTemporalDecoder
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     generator = seeded(seed + 1)
-    base_dir = Path(base_dir)
     vae = AutoencoderKLTemporalDecoder(
         block_out_channels=(32, 32, 32, 32),
         down_block_types=("DownEncoderBlock2D",) * 4,
         layers_per_block=1, latent_channels=4, sample_size=64,
     )
-    _randomize(vae, generator).save_pretrained(base_dir / "vae")
     encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
         hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=224,
         patch_size=32, projection_dim=CLIP_PROJECTION_DIM, hidden_act="quick_gelu"))
-    _randomize(encoder, generator).save_pretrained(base_dir / "image_encoder")
+    return {"vae": _randomize(vae, generator).eval(), "image_encoder": _randomize(encoder, generator).eval()}
+
+
+def write_svd_base(base_dir: Path, seed: int = 0) -> Path:
+    """A tiny SVD-xt-style diffusers folder: vae/, image_encoder/, scheduler/."""
+    base_dir = Path(base_dir)
+    for name, module in build_svd_base(seed).items():
+        module.save_pretrained(base_dir / name)
     (base_dir / "scheduler").mkdir(parents=True, exist_ok=True)
     (base_dir / "scheduler" / "scheduler_config.json").write_text(json.dumps(SCHEDULER_CONFIG))
     return base_dir
+
+
+def write_svd_base_single_file(path: Path, config_root: Path, seed: int = 0) -> Path:
+    """The same base (same weights as ``write_svd_base``) as an sgm single file, as ``svd_xt.safetensors`` is
+    published, plus ``<config_root>/svd_xt/`` with its configs in the layout of ``pipelines/svd/configs``.
+
+    The file also holds a tiny SVD UNet (a real single file has one); StableAnimator never reads it.
+    """
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    from . import svd
+
+    base = build_svd_base(seed)
+    vae_config = {"_class_name": "AutoencoderKLTemporalDecoder",
+                  **{k: v for k, v in base["vae"].config.items() if not k.startswith("_")}}
+    encoder_config = base["image_encoder"].config.to_dict()
+    # The file's own first-stage encoder gets other weights, so a loader reading the wrong copy is caught.
+    other_encoder = build_svd_base(seed + 1)["vae"].encoder
+    modules = {**base, "unet": UNetSpatioTemporalConditionModel.from_config(svd.UNET_CONFIG),
+               "first_stage_encoder": other_encoder}
+    save_weights(svd.single_file_state_dict(modules, vae_config=vae_config, image_encoder_config=encoder_config), path)
+    svd.save_config_dir(Path(config_root) / "svd_xt", vae=vae_config, image_encoder=encoder_config,
+                        scheduler=SCHEDULER_CONFIG)
+    return Path(path)
 
 
 def load_tiny(tmp_path: Path, face_embedder: bool = True):

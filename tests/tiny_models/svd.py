@@ -125,9 +125,9 @@ def _write_json(data: dict, path: Path) -> None:
     path.write_text(json.dumps(data, indent=2))
 
 
-def save_config_dir(folder: Path) -> Path:
-    """The tiny configs in the layout of the pack's ``configs/<variant>/`` folders."""
-    for name, config in configs().items():
+def save_config_dir(folder: Path, **replaced: dict) -> Path:
+    """The tiny configs (some ``replaced``) in the layout of the pack's ``configs/<variant>/`` folders."""
+    for name, config in {**configs(), **replaced}.items():
         _write_json(config, Path(folder) / f"{name}.json")
     return Path(folder)
 
