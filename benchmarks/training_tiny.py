@@ -1,10 +1,11 @@
 """Training steps per second and peak memory per stage/mode at tiny size on CPU.
 
-EasyAnimate cases run the real EasyAnimate v1 code (PixArt transformer + motion module, T5, VAE) on a
-tiny random-weight release in the official layout (``tests/tiny_models/easyanimate.py``); AnimateAnyone
-cases use the stand-ins of ``tests/tiny_models/training.py`` (toy networks with the real parameter names,
-real diffusers/transformers encoders at toy size) until the AnimateAnyone models are wired. The dataset is
-synthetic (2 samples). Each case runs in its own process so its peak memory (max RSS) is its own.
+Every case runs the real model code on a tiny random-weight release in the official layout: EasyAnimate v1
+(PixArt transformer + motion module, T5, VAE; ``tests/tiny_models/easyanimate.py``) and AnimateAnyone
+(ReferenceNet + denoising UNet + PoseGuider, CLIP, VAE; stage 1 from an SD UNet folder, stage 2 from the
+stage-1 files plus an AnimateDiff motion module; ``tests/tiny_models/animate_anyone.py``, 64x64 pixels,
+stage 2 on 4-frame clips). The dataset is synthetic (2 samples). Each case runs in its own process so
+its peak memory (max RSS) is its own.
 
     python benchmarks/training_tiny.py [--steps 20] [--warmup 3]
 """
@@ -35,14 +36,16 @@ def run_case(kind: str, steps: int, warmup: int, checkpointing: bool) -> dict:
     from comfyui_animate_suite.pipelines.training.config import parse_config
     from comfyui_animate_suite.pipelines.training.tasks import build_task
     from comfyui_animate_suite.pipelines.training.trainer import Trainer, TrainerCallback
+    from tiny_models import animate_anyone as tiny_animate_anyone
     from tiny_models import easyanimate as tiny_easyanimate
     from tiny_models import training as tiny
 
     work = Path(tempfile.mkdtemp(prefix="training_bench_"))
     solver = dict(max_train_steps=warmup + steps, gradient_checkpointing=checkpointing)
     if kind.startswith("animate_anyone"):
-        tiny.write_pose_dataset(work / "data")
-        settings = tiny.animate_anyone_config(work / "data", work / "out", stage=int(kind[-1]), **solver)
+        tiny.write_pose_dataset(work / "data", size=64)
+        sources = tiny_animate_anyone.write_training_sources(work / "models")
+        settings = tiny.animate_anyone_real_config(sources, work / "data", work / "out", stage=int(kind[-1]), **solver)
     else:
         mode = kind[len("easyanimate_"):]
         tiny.write_media_dataset(work / "data", frames=6, size=32)

@@ -149,7 +149,7 @@ def released_role(keys) -> str | None:
     return None
 
 
-def _read_released(path: Path, role: str) -> dict[str, torch.Tensor]:
+def read_released(path: Path, role: str) -> dict[str, torch.Tensor]:
     state = load_state_dict(path)
     found = released_role(state)
     if found is not None and found != role:
@@ -160,7 +160,7 @@ def _read_released(path: Path, role: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def _assign_weights(build: Callable[[], nn.Module], state: dict, source: str, what: str,
+def assign_weights(build: Callable[[], nn.Module], state: dict, source: str, what: str,
                     dtype: torch.dtype) -> nn.Module:
     """Build ``module`` without allocating random weights, check every key, then adopt the tensors."""
     with torch.device("meta"):
@@ -176,24 +176,24 @@ def _assign_weights(build: Callable[[], nn.Module], state: dict, source: str, wh
 
 
 def load_reference_net(path: Path, config: AnimateAnyoneConfig, dtype=torch.float32) -> nn.Module:
-    state = _read_released(Path(path), "reference_unet")
-    return _assign_weights(config.build_reference_net, state, str(path), "the ReferenceNet", dtype)
+    state = read_released(Path(path), "reference_unet")
+    return assign_weights(config.build_reference_net, state, str(path), "the ReferenceNet", dtype)
 
 
 def load_denoising_unet(denoising_path: Path, motion_path: Path, config: AnimateAnyoneConfig,
                         dtype=torch.float32) -> DenoisingUNet3D:
-    motion = _read_released(Path(motion_path), "motion_module")
-    denoising = _read_released(Path(denoising_path), "denoising_unet")
+    motion = read_released(Path(motion_path), "motion_module")
+    denoising = read_released(Path(denoising_path), "denoising_unet")
     # As the reference loads them: motion modules first, then denoising_unet.pth on top.
     state = {**motion, **denoising}
     del motion, denoising
     source = f"{denoising_path} + {Path(motion_path).name}"
-    return _assign_weights(config.build_denoising_unet, state, source, "the denoising UNet with motion modules", dtype)
+    return assign_weights(config.build_denoising_unet, state, source, "the denoising UNet with motion modules", dtype)
 
 
 def load_pose_guider(path: Path, config: AnimateAnyoneConfig, dtype=torch.float32) -> PoseGuider:
-    state = _read_released(Path(path), "pose_guider")
-    return _assign_weights(config.build_pose_guider, state, str(path), "the PoseGuider", dtype)
+    state = read_released(Path(path), "pose_guider")
+    return assign_weights(config.build_pose_guider, state, str(path), "the PoseGuider", dtype)
 
 
 # ----------------------------------------------------------------------------- image encoder and VAE

@@ -290,6 +290,19 @@ class DenoisingUNet3D(nn.Module):
         self.conv_act = nn.SiLU()
         self.conv_out = nn.Conv2d(channels[0], shape.out_channels, kernel_size=3, padding=1)
 
+    gradient_checkpointing = False
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute each block's activations in the backward pass (training) instead of keeping them."""
+        self.gradient_checkpointing = True
+
+    def _run(self, block_call, *tensors):
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(block_call, *tensors, use_reentrant=False)
+        return block_call(*tensors)
+
     @property
     def max_frames(self) -> int:
         """The most frames one window may hold (the motion modules' position table)."""
@@ -299,26 +312,27 @@ class DenoisingUNet3D(nn.Module):
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
                 pose_features: torch.Tensor | None = None) -> torch.Tensor:
         batch, frames = sample.shape[0], sample.shape[2]
-        x = _fold_frames(sample)
+        x = fold_frames(sample)
         step = VideoStep(self._time_embedding(timestep, batch, x).repeat_interleave(frames, dim=0),
                          encoder_hidden_states.repeat_interleave(frames, dim=0), frames)
 
         x = self.conv_in(x)
         if pose_features is not None:
-            x = x + _fold_frames(pose_features)
+            x = x + fold_frames(pose_features)
         skips = [x]
         for block in self.down_blocks:
-            x, block_skips = block(x, step)
+            x, block_skips = self._run(lambda h, b=block: b(h, step), x)
             skips += block_skips
-        x = self.mid_block(x, step)
+        x = self._run(lambda h: self.mid_block(h, step), x)
         for block in self.up_blocks:
             # Latent sizes that are not multiples of 8 (e.g. 784/8 = 98) need explicit upsample sizes.
             block_skips = skips[-len(block.resnets):]
             del skips[-len(block.resnets):]
             upsample_size = skips[-1].shape[2:] if skips else None
-            x = block(x, block_skips, step, upsample_size)
+            # The block pops its skips, so a recomputation gets its own list.
+            x = self._run(lambda h, *s, b=block, size=upsample_size: b(h, list(s), step, size), x, *block_skips)
         x = self.conv_out(self.conv_act(self.conv_norm_out(x)))
-        return _unfold_frames(x, frames)
+        return unfold_frames(x, frames)
 
     def _time_embedding(self, timestep, batch: int, like: torch.Tensor) -> torch.Tensor:
         # The input's device, not a weight's: with partial loading weights may sit elsewhere.
@@ -327,13 +341,13 @@ class DenoisingUNet3D(nn.Module):
         return self.time_embedding(self.time_proj(timesteps).to(like.dtype))
 
 
-def _fold_frames(x: torch.Tensor) -> torch.Tensor:
+def fold_frames(x: torch.Tensor) -> torch.Tensor:
     """``(B, C, F, H, W)`` -> ``(B*F, C, H, W)``."""
     batch, channels, frames, height, width = x.shape
     return x.transpose(1, 2).reshape(batch * frames, channels, height, width)
 
 
-def _unfold_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
+def unfold_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
     """``(B*F, C, H, W)`` -> ``(B, C, F, H, W)``."""
     batch_frames, channels, height, width = x.shape
     return x.reshape(batch_frames // frames, frames, channels, height, width).transpose(1, 2)

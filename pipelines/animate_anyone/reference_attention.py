@@ -8,7 +8,13 @@ weights for both. The reference projects the reference tokens again for every fr
 here their keys and values are projected once per job and reused.
 
 Classifier-free guidance as in the reference: the unconditional half of the batch (the first half)
-uses plain self-attention (no reference tokens). The recorded features pass through float16, because
+uses plain self-attention (no reference tokens).
+
+Training (``ReferenceBank``, ``install_training_attention``): the same attention, but per sample (sample
+``i`` of the batch attends to the features of its own reference, repeated over its frames), with
+gradients flowing into the ReferenceNet, and installed for good so that gradient checkpointing
+recomputes exactly what the forward pass computed. An empty bank means plain self-attention (the
+reference's unconditional training batches). The recorded features pass through float16, because
 the reference hands them over in float16 (``ReferenceAttentionControl.update``); this keeps fp32 runs
 bit-compatible with it and halves the memory they take.
 """
@@ -123,3 +129,67 @@ def reading_reference(unet: nn.Module, features: dict[str, torch.Tensor], guided
         raise ValueError(f"the ReferenceNet and the denoising UNet differ in their transformer blocks (e.g. {missing})")
     with _processors(layers, {name: ReferenceReader(features[name], guided) for name in layers}):
         yield
+
+
+# ----------------------------------------------------------------------------- training
+
+
+class ReferenceBank:
+    """The ReferenceNet's self-attention inputs of one training forward: block name -> ``(B, tokens, C)``."""
+
+    def __init__(self):
+        self.features: dict[str, torch.Tensor] = {}
+        self.frames = 1
+        self.writing = False
+
+    def clear(self) -> None:
+        self.features = {}
+
+
+class BankWriter:
+    """ReferenceNet side: records its self-attention input (keeping the graph) while the bank is writing."""
+
+    def __init__(self, bank: ReferenceBank, name: str, processor):
+        self.bank = bank
+        self.name = name
+        self.processor = processor
+
+    def __call__(self, attn, hidden_states, *args, **kwargs):
+        if self.bank.writing:
+            self.bank.features[self.name] = hidden_states.to(FEATURE_DTYPE)
+        return self.processor(attn, hidden_states, *args, **kwargs)
+
+
+class BankReader:
+    """Denoising-UNet side: self-attention over ``[own tokens, own sample's reference tokens]``."""
+
+    def __init__(self, bank: ReferenceBank, name: str, processor):
+        self.bank = bank
+        self.name = name
+        self.processor = processor
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+        features = self.bank.features.get(self.name)
+        if features is None:
+            return self.processor(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
+        x = hidden_states
+        q, k, v = (_split_heads(layer(x), attn.heads) for layer in (attn.to_q, attn.to_k, attn.to_v))
+        tokens = features.to(x.dtype)
+        frames = self.bank.frames
+        ref_k = _split_heads(attn.to_k(tokens), attn.heads).repeat_interleave(frames, dim=0)
+        ref_v = _split_heads(attn.to_v(tokens), attn.heads).repeat_interleave(frames, dim=0)
+        return _attend(attn, q, torch.cat([k, ref_k], dim=2), torch.cat([v, ref_v], dim=2))
+
+
+def install_training_attention(reference_net: nn.Module, unet: nn.Module) -> ReferenceBank:
+    """Wire ``reference_net``'s self-attention layers to write into a new bank and ``unet``'s to read from it."""
+    writers, readers = self_attention_layers(reference_net), self_attention_layers(unet)
+    if set(writers) != set(readers):
+        missing = sorted(set(readers) ^ set(writers))[:3]
+        raise ValueError(f"the ReferenceNet and the denoising UNet differ in their transformer blocks (e.g. {missing})")
+    bank = ReferenceBank()
+    for name, layer in writers.items():
+        layer.processor = BankWriter(bank, name, layer.processor)
+    for name, layer in readers.items():
+        layer.processor = BankReader(bank, name, layer.processor)
+    return bank

@@ -12,7 +12,8 @@ AnimateAnyone, ``factory(model_config: dict, stage: int) -> AnimateAnyoneModels`
   clip_embeds [B,1,768], pose [B,3,F,H,W] in 0..1) -> prediction [B,4,F,h,w]`` runs the PoseGuider, the
   ReferenceNet at timestep 0 (writing its attention bank) unless ``reference_latents`` is None (an
   unconditional batch: ReferenceNet not run, plain self-attention), then the denoising UNet reading the
-  bank, and clears the bank;
+  bank; the bank of the previous call is dropped first (kept until then so gradient checkpointing can
+  recompute with it) (wired: ``pipelines/animate_anyone/training.py``);
 - ``vae``: diffusers ``AutoencoderKL``; ``image_encoder``: transformers ``CLIPVisionModelWithProjection``.
 
 EasyAnimate v1, ``factory(model_config: dict) -> EasyAnimateModels`` (wired: ``pipelines/easyanimate/training.py``):

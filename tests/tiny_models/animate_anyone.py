@@ -174,3 +174,33 @@ def to_ldm_vae(state: dict) -> dict:
             value = value[:, :, None, None]  # LDM stores the VAE attention projections as 1x1 convs
         converted[key] = value
     return converted
+
+
+def write_training_sources(folder: Path, seed: int = 1):
+    """What the training recipes start from, at tiny size, next to a tiny release (``release/``):
+    an SD UNet diffusers folder (``sd-image-variations-diffusers/unet``: ``config.json`` + safetensors),
+    a ControlNet-openpose file (``controlnet_cond_embedding.*`` among other ControlNet keys, ``.bin``) and
+    AnimateDiff's ``mm_sd_v15_v2.ckpt`` (the released motion-module key layout)."""
+    from types import SimpleNamespace
+
+    from diffusers import UNet2DConditionModel
+
+    folder = Path(folder)
+    files = make_release(folder / "release", seed)
+    generator = seeded(seed + 1)
+    unet = _randomise(UNet2DConditionModel(**UNET_CONFIG), generator)
+    base_unet = folder / "sd-image-variations-diffusers" / "unet"
+    save_weights(unet.state_dict(), base_unet / "diffusion_pytorch_model.safetensors")
+    _write_json(base_unet / "config.json", {"_class_name": "UNet2DConditionModel", **UNET_CONFIG})
+
+    guider = build_modules(seed + 2)["pose_guider"]
+    controlnet = {f"controlnet_cond_embedding.{k}": v for k, v in guider.state_dict().items()}
+    controlnet["controlnet_cond_embedding.conv_out.weight"] = torch.randn(32, 16, 3, 3, generator=generator)
+    controlnet["controlnet_down_blocks.0.weight"] = torch.randn(32, 32, 1, 1, generator=generator)
+    controlnet["conv_in.weight"] = torch.randn(32, 4, 3, 3, generator=generator)
+    controlnet_path = save_weights(controlnet, folder / "control_v11p_sd15_openpose" / "diffusion_pytorch_model.bin")
+
+    motion = {k: v for k, v in build_modules(seed + 3)["denoising_unet"].state_dict().items() if "motion_modules." in k}
+    motion_path = save_weights(motion, folder / "mm_sd_v15_v2.ckpt")
+    return SimpleNamespace(release=files, release_dir=folder / "release", base_unet=base_unet,
+                           controlnet=controlnet_path, motion_module=motion_path)

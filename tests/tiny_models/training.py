@@ -473,6 +473,32 @@ def easyanimate_v1_config(v1, data_dir: Path, output_dir: Path, mode: str = "lor
     }
 
 
+def animate_anyone_real_config(sources, data_dir: Path, output_dir: Path, stage: int = 1, from_release: bool = False,
+                               size: int = 64, **solver) -> dict:
+    """A recipe for the real AnimateAnyone code (the pack's default factory) on the tiny sources of
+    ``tiny_models.animate_anyone.write_training_sources``: stage 1 from the SD UNet folder (or the tiny
+    release's .pth files), stage 2 from the tiny release plus the AnimateDiff-layout motion module."""
+    settings = dict(max_train_steps=3, learning_rate=1e-3, lr_scheduler="constant", adam_weight_decay=0.0,
+                    mixed_precision="no")
+    settings.update(solver)
+    model = {"vae": str(sources.release.vae), "image_encoder": str(sources.release.image_encoder),
+             "config_dir": str(sources.release_dir)}
+    if stage == 1 and not from_release:
+        model.update(base_unet=str(sources.base_unet), controlnet_openpose=str(sources.controlnet))
+    else:
+        model["stage1_dir"] = str(sources.release_dir)
+    if stage == 2:
+        model["motion_module_init"] = str(sources.motion_module)
+    return {
+        "method": "animate-anyone", "stage": stage, "seed": 5, "output_dir": str(output_dir), "model": model,
+        "data": {"meta_paths": [str(data_dir / "meta.json")], "width": size, "height": size, "batch_size": 2,
+                 "num_workers": 0, "sample_margin": 3, "n_sample_frames": 4, "sample_rate": 2, "clip_size": 224},
+        "noise": {"condition_drop_ratio": 0.1},
+        "solver": settings,
+        "checkpoint": {"every_steps": 1000},
+    }
+
+
 def build_marker_renderer(options: dict):
     """A stand-in pose renderer for ``prepare``: marks bright pixels (the DWPose renderer plugs in here)."""
     return pose_of
