@@ -244,6 +244,43 @@ def _swap_to_comfy_ops(module: torch.nn.Module, ops) -> None:
             layer.bias = None
 
 
+class _AssignableDevice:
+    """Mixin giving a module a writable ``device``.
+
+    ComfyUI's ``ModelPatcher`` records where a model lives by assigning ``model.device`` (when it wraps,
+    loads and offloads it); transformers and diffusers models expose ``device`` as a read-only property.
+    The assigned value wins once set (it is where ComfyUI put the model, streamed layers included);
+    before that the model's own answer stands.
+    """
+
+    @property
+    def device(self):
+        assigned = self.__dict__.get("_comfy_assigned_device")
+        return assigned if assigned is not None else super().device
+
+    @device.setter
+    def device(self, value):
+        self.__dict__["_comfy_assigned_device"] = value
+
+
+_ASSIGNABLE_CLASSES: dict[type, type] = {}
+
+
+def allow_device_assignment(module: torch.nn.Module) -> None:
+    """Let ComfyUI assign ``module.device`` even where the class makes it a read-only property.
+
+    The module's class becomes a subclass of it (same name, same state-dict keys, same forward), so
+    nothing else about the model changes.
+    """
+    cls = type(module)
+    declared = getattr(cls, "device", None)
+    if not isinstance(declared, property) or declared.fset is not None:
+        return
+    if cls not in _ASSIGNABLE_CLASSES:
+        _ASSIGNABLE_CLASSES[cls] = type(cls.__name__, (_AssignableDevice, cls), {"__module__": cls.__module__})
+    module.__class__ = _ASSIGNABLE_CLASSES[cls]
+
+
 def make_patcher(module: torch.nn.Module, streamable: bool = True) -> comfy.model_patcher.ModelPatcher:
     """Wrap ``module`` so ComfyUI loads and offloads it.
 
@@ -255,6 +292,7 @@ def make_patcher(module: torch.nn.Module, streamable: bool = True) -> comfy.mode
     if ops is not None:
         _swap_to_comfy_ops(module, ops)
     module.eval().requires_grad_(False)
+    allow_device_assignment(module)
     patcher = comfy.model_patcher.ModelPatcher(module, load_device=compute_device(), offload_device=offload_device())
     patcher.animate_suite_full_load = ops is None
     return patcher

