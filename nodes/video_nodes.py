@@ -81,7 +81,21 @@ class AnimateSuiteSaveAnimation:
 
     def save(self, images, fps, filename_prefix, format, loop, quality, prompt=None, extra_pnginfo=None):
         results = save_frames(images, fps, filename_prefix, format, loop, quality, prompt, extra_pnginfo)
-        return {"ui": {"images": results, "animated": (format != "png",)}}
+        return {"ui": preview_ui(results, format)}
+
+
+# The front end shows an animated output as a <video> unless its file name says webp or png, so a GIF
+# reported under "images" never previews; the pack's web extension (web/js/previews.js) shows this key
+# in an <img>, which plays the GIF.
+GIF_PREVIEW_KEY = "animate_suite_gif"
+
+
+def preview_ui(results: list[dict], fmt: str) -> dict:
+    """The UI message that makes the front end preview saved frames: GIF through the pack's extension,
+    WebP as an animated image, MP4 as a video, PNG frames as images."""
+    if fmt == "gif":
+        return {GIF_PREVIEW_KEY: results}
+    return {"images": results, "animated": (fmt != "png",)}
 
 
 def _input_choices() -> list[str]:

@@ -1,4 +1,4 @@
-"""The web extension (web/js/clipart.js) run under Node with stand-ins for ComfyUI's app and api."""
+"""The web extensions (web/js/clipart.js, web/js/previews.js) run under Node with stand-ins for ComfyUI's app and api."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 APP = """export const app = {
-  registerExtension(extension) { globalThis.registered = extension; },
+  registerExtension(extension) { globalThis.extensions = { ...globalThis.extensions, [extension.name]: extension }; },
   graph: { setDirtyCanvas() { globalThis.redraws = (globalThis.redraws || 0) + 1; } },
 };"""
 API = """export const api = {
@@ -32,17 +32,29 @@ globalThis.document = {
   body: { append() {} },
 };
 await import("./extensions/pack/clipart.js");
-const extension = globalThis.registered;
+const extension = globalThis.extensions["AnimateSuite.Clipart"];
+const previews = globalThis.extensions["AnimateSuite.Previews"];
+
+function previewHost() {
+  return {
+    widgets: [], size: [200, 100],
+    computeSize: () => [220, 320],
+    setSize(size) { this.size = size; },
+    addDOMWidget(name, type, element, options) { const widget = { name, type, element, options }; this.widgets.push(widget); return widget; },
+  };
+}
+
+function SaveAnimationNode() {}
+await previews.beforeRegisterNodeDef(SaveAnimationNode, { name: "AnimateSuiteSaveAnimation" });
+const gifNode = Object.assign(new SaveAnimationNode(), previewHost());
+gifNode.onExecuted({ animate_suite_gif: [{ filename: "anim_00001_.gif", subfolder: "AnimateSuite", type: "output" }] });
+const gifSrc = gifNode.widgets[0]?.element.src;
+gifNode.onExecuted({ images: [{ filename: "anim_00002_.mp4", subfolder: "AnimateSuite", type: "output" }], animated: [true] });
+const gifWidgetsAfterMp4 = gifNode.widgets.length;
 
 function SaveNode() {}
 await extension.beforeRegisterNodeDef(SaveNode, { name: "AnimateSuiteSaveClipartSVG" });
-const save = new SaveNode();
-Object.assign(save, {
-  widgets: [], size: [200, 100],
-  computeSize: () => [220, 320],
-  setSize(size) { this.size = size; },
-  addDOMWidget(name, type, element, options) { const widget = { name, type, element, options }; this.widgets.push(widget); return widget; },
-});
+const save = Object.assign(new SaveNode(), previewHost());
 save.onExecuted({ clipart_svg: [{ filename: "clip 1.svg", subfolder: "AnimateSuite", type: "output" }] });
 save.onExecuted({ clipart_svg: [{ filename: "clip 2.svg", subfolder: "AnimateSuite", type: "output" }] });
 
@@ -62,7 +74,7 @@ load.onRemoved();
 
 console.log(JSON.stringify({
   saveWidgets: save.widgets.map((w) => ({ name: w.name, serialize: w.options.serialize, src: w.element.src, tag: w.element.tag })),
-  size: save.size, redraws: globalThis.redraws,
+  size: save.size, redraws: globalThis.redraws, gifSrc, gifWidgetsAfterMp4,
   loadWidgets: load.widgets.map((w) => ({ name: w.name, type: w.type || null, serialize: w.options?.serialize ?? null })),
   chooser: { accept: chooser.accept, multiple: chooser.multiple, removed: !!chooser.removed },
   uploads: globalThis.uploads, value: choice.value, values: choice.options.values, picked: choice.picked,
@@ -78,7 +90,8 @@ def test_preview_and_upload_wiring(tmp_path):
     (tmp_path / "scripts" / "app.js").write_text(APP)
     (tmp_path / "scripts" / "api.js").write_text(API)
     (tmp_path / "extensions" / "pack").mkdir(parents=True)
-    shutil.copy(REPO / "web" / "js" / "clipart.js", tmp_path / "extensions" / "pack" / "clipart.js")
+    for script in ("clipart.js", "previews.js"):
+        shutil.copy(REPO / "web" / "js" / script, tmp_path / "extensions" / "pack" / script)
     (tmp_path / "package.json").write_text('{"type": "module"}')
     (tmp_path / "harness.js").write_text(HARNESS)
     result = subprocess.run([node, "harness.js"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
@@ -88,7 +101,10 @@ def test_preview_and_upload_wiring(tmp_path):
     assert len(previews) == 1, "a second run reuses the preview"
     assert previews[0]["tag"] == "img" and previews[0]["serialize"] is False
     assert previews[0]["src"].startswith("/api/view?filename=clip+2.svg&subfolder=AnimateSuite&type=output")
-    assert state["size"] == [220, 320] and state["redraws"] == 2
+    assert state["size"] == [220, 320]
+    assert state["redraws"] == 4, "a redraw for each preview shown (a GIF, two SVGs) and for the GIF removed again"
+    assert state["gifSrc"].startswith("/api/view?filename=anim_00001_.gif&subfolder=AnimateSuite&type=output")
+    assert state["gifWidgetsAfterMp4"] == 0, "an MP4 is the front end's own video preview: the GIF <img> goes"
     button = state["loadWidgets"][1]
     assert button["type"] == "button" and button["serialize"] is False, "the button must not shift saved widget values"
     assert [u["name"] for u in state["uploads"]] == ["cat_keypoint.svg", "cat.svg", "cat_skeleton.txt"]

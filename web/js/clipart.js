@@ -2,42 +2,11 @@
 // "Upload SVG" button to "Load Clipart SVG" (ComfyUI's image upload filters out SVG files).
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { showImagePreview, viewUrl } from "./previews.js";
 
 const SAVE_NODE = "AnimateSuiteSaveClipartSVG";
 const LOAD_NODE = "AnimateSuiteLoadClipart";
-const PREVIEW_WIDGET = "clipart_preview";
 const SIDE_FILE = /_(keypoint|keypoint_scaled)\.svg$/i;
-
-export function viewUrl(entry) {
-  const params = new URLSearchParams({
-    filename: entry.filename,
-    subfolder: entry.subfolder || "",
-    type: entry.type || "output",
-  });
-  return api.apiURL(`/view?${params.toString()}&rand=${Date.now()}`);
-}
-
-function showSvg(node, url) {
-  let widget = node.widgets?.find((w) => w.name === PREVIEW_WIDGET);
-  if (!widget) {
-    const img = document.createElement("img");
-    img.style.width = "100%";
-    img.style.height = "100%";
-    img.style.objectFit = "contain";
-    img.alt = "animated SVG preview";
-    widget = node.addDOMWidget(PREVIEW_WIDGET, "preview", img, {
-      serialize: false,
-      hideOnZoom: false,
-      getMinHeight: () => 200,
-    });
-    widget.img = img;
-  }
-  // An <img> plays the SVG's SMIL animation, and keeps it sandboxed (no scripts).
-  widget.img.src = url;
-  const wanted = node.computeSize();
-  node.setSize([Math.max(node.size[0], wanted[0]), Math.max(node.size[1], wanted[1])]);
-  app.graph.setDirtyCanvas(true, true);
-}
 
 async function uploadFile(file) {
   const body = new FormData();
@@ -98,7 +67,7 @@ app.registerExtension({
       nodeType.prototype.onExecuted = function (message) {
         onExecuted?.apply(this, arguments);
         const entry = message?.clipart_svg?.[0];
-        if (entry) showSvg(this, viewUrl(entry));
+        if (entry) showImagePreview(this, viewUrl(entry), "animated SVG preview");
       };
     }
     if (nodeData.name === LOAD_NODE) {
