@@ -146,8 +146,8 @@ def test_save_node_writes_into_output_and_reports_ui(comfy, node_class, fmt):
 def test_save_node_never_overwrites(comfy, node_class):
     node = node_class("AnimateSuiteSaveAnimation")()
     images = image_ops.from_uint8(moving_square(frames=2))
-    first = node.save(images, 8.0, "tests/same", "gif", 0, 80)["ui"]["images"][0]["filename"]
-    second = node.save(images, 8.0, "tests/same", "gif", 0, 80)["ui"]["images"][0]["filename"]
+    first = node.save(images, 8.0, "tests/same", "gif", 0, 80)["ui"]["animate_suite_gif"][0]["filename"]
+    second = node.save(images, 8.0, "tests/same", "gif", 0, 80)["ui"]["animate_suite_gif"][0]["filename"]
     assert first != second
 
 
@@ -161,7 +161,7 @@ def test_save_node_executes_through_the_runtime(comfy, run_node):
     images = image_ops.from_uint8(moving_square(frames=3))
     output = run_node("AnimateSuiteSaveAnimation", images=images, fps=6.0, filename_prefix="tests/runtime",
                       format="gif", loop=0, quality=80)
-    assert output["ui"]["images"][0]["filename"].startswith("runtime_")
+    assert output["ui"]["animate_suite_gif"][0]["filename"].startswith("runtime_")
     assert list((Path(comfy.output) / "tests").glob("runtime_*.gif"))
 
 
