@@ -68,3 +68,19 @@ def test_checker_catches_broken_workflows(definitions):
     workflow["nodes"].append({"id": 77, "type": "NoSuchNode", "inputs": [], "widgets_values": []})
     problems = "\n".join(workflow_check.check_workflow(workflow, definitions, _is_listing(definitions)))
     assert "widget values for" in problems and "unknown node type" in problems and "link 99" in problems
+
+
+# ComfyUI lists a model folder for the front end with only these endings (folder_paths.supported_pt_extensions,
+# read by app/model_manager.py); a workflow's model metadata naming any other file (DWPose's .onnx) can never
+# be found, so the front end would open a false "Missing Models" dialog every time the workflow is loaded.
+FRONT_END_LISTED_MODEL_SUFFIXES = (".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft")
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
+def test_model_metadata_names_only_files_the_front_end_can_find(path):
+    workflow = json.loads(path.read_text())
+    for node in workflow["nodes"]:
+        for model in node.get("properties", {}).get("models", []):
+            assert model["name"].endswith(FRONT_END_LISTED_MODEL_SUFFIXES), (
+                f"node {node['id']} ({node['type']}): '{model['name']}' is never listed by ComfyUI's model manager")
+            assert model["name"] in node.get("widgets_values", []), f"node {node['id']}: metadata for an unselected file"
