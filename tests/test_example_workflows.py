@@ -84,3 +84,25 @@ def test_model_metadata_names_only_files_the_front_end_can_find(path):
             assert model["name"].endswith(FRONT_END_LISTED_MODEL_SUFFIXES), (
                 f"node {node['id']} ({node['type']}): '{model['name']}' is never listed by ComfyUI's model manager")
             assert model["name"] in node.get("widgets_values", []), f"node {node['id']}: metadata for an unselected file"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
+def test_each_workflow_has_a_template_browser_thumbnail(path):
+    from PIL import Image
+
+    thumbnail = path.with_suffix(".jpg")  # the template browser shows <stem>.jpg as the workflow's card
+    assert thumbnail.is_file(), f"run scripts/make_thumbnails.py --only {path.stem}"
+    with Image.open(thumbnail) as image:
+        assert image.format == "JPEG" and image.width >= 256 and 1 <= image.width / image.height <= 2
+        assert len(set(image.convert("L").resize((32, 24)).getdata())) > 8, "a blank card"
+
+
+def test_the_registry_icon_exists_and_is_square():
+    import tomllib
+
+    from PIL import Image
+
+    icon_url = tomllib.loads((EXAMPLES.parent / "pyproject.toml").read_text())["tool"]["comfy"]["Icon"]
+    icon = EXAMPLES.parent / icon_url.split("/main/", 1)[1]
+    with Image.open(icon) as image:
+        assert image.width == image.height <= 400, "the Comfy Registry wants a square icon of at most 400x400"
