@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import workflow_check
@@ -94,7 +95,7 @@ def test_each_workflow_has_a_template_browser_thumbnail(path):
     assert thumbnail.is_file(), f"run scripts/make_thumbnails.py --only {path.stem}"
     with Image.open(thumbnail) as image:
         assert image.format == "JPEG" and image.width >= 256 and 1 <= image.width / image.height <= 2
-        assert len(set(image.convert("L").resize((32, 24)).getdata())) > 8, "a blank card"
+        assert len(np.unique(np.asarray(image.convert("L").resize((32, 24))))) > 8, "a blank card"
 
 
 def test_the_registry_icon_exists_and_is_square():
