@@ -173,7 +173,9 @@ def _frames_from_pil(path: Path) -> tuple[Iterator[np.ndarray], float]:
 
 
 def _frame_files(folder: Path) -> list[Path]:
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES), key=lambda p: _natural_key(p.name))
+    inside = folder.resolve()  # frames linked from outside the folder are not read
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and p.resolve().parent == inside),
+                   key=lambda p: _natural_key(p.name))
     if not files:
         raise InputError("video", f"folder '{folder.name}' has no image files", "PNG/JPEG/WebP frames")
     return files
