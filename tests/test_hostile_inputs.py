@@ -116,3 +116,164 @@ def test_frame_folders_do_not_read_frames_linked_from_outside(tmp_path):
     (folder / "f_000.png").unlink()
     with pytest.raises(InputError, match="has no image files"):
         video_io.read_frames(folder, video_io.DecodeOptions())
+
+
+# ----------------------------------------------------------------------------- corrupt media
+
+
+def _mp4(tmp_path) -> Path:
+    frames = (np.random.default_rng(0).random((6, 32, 32, 3)) * 255).astype(np.uint8)
+    path = tmp_path / "clip.mp4"
+    video_io.write_video(frames, path, 8.0)
+    return path
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage"])
+def test_corrupt_empty_or_truncated_videos_are_one_input_error(tmp_path, damage):
+    path = _mp4(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes({"empty": b"", "truncated": data[: len(data) // 2], "garbage": b"\x00\x01junk" * 500}[damage])
+    for read in (lambda: video_io.read_frames(path, video_io.DecodeOptions()), lambda: video_io.count_frames(path),
+                 lambda: video_io.read_frames_at(path, [0, 5])):
+        with pytest.raises(InputError) as caught:
+            read()
+        assert "Input 'video'" in str(caught.value) and "clip.mp4" in str(caught.value)
+
+
+def test_corrupt_images_are_one_input_error(tmp_path):
+    from comfyui_animate_suite.pipelines.images import open_image
+    from PIL import Image
+
+    good = tmp_path / "good.png"
+    Image.new("RGB", (16, 16), "red").save(good)
+    for name, data in (("junk.png", b"\x89PNG\r\n\x1a\nnot really"), ("cut.png", good.read_bytes()[:30])):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(InputError, match=f"Input 'reference': '{name}' cannot be decoded"):
+            open_image(tmp_path / name, "reference")
+    assert open_image(good, "reference").size == (16, 16)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.raises(InputError, match="cannot be decoded"):
+        video_io.read_frames(folder, video_io.DecodeOptions())
+
+
+# ----------------------------------------------------------------------------- impossible sizes
+
+
+def test_load_video_refuses_what_does_not_fit_in_memory_with_the_estimate(tmp_path, monkeypatch):
+    from comfyui_animate_suite.pipelines import errors
+
+    path = _mp4(tmp_path)
+    monkeypatch.setattr(errors, "available_memory_bytes", lambda: 40_000)  # two 32x32 frames' worth
+    with pytest.raises(InputError) as caught:
+        video_io.read_frames(path, video_io.DecodeOptions())
+    message = str(caught.value)
+    assert "GB of memory" in message and "frame_cap" in message and "width/height" in message
+    assert video_io.read_frames(path, video_io.DecodeOptions(frame_cap=1))[0].shape[0] == 1
+
+
+def test_animate_anyone_refuses_a_huge_size_before_allocating(tmp_path):
+    import torch
+
+    from comfyui_animate_suite.pipelines.animate_anyone.pipeline import check_memory, estimated_memory_bytes
+    from comfyui_animate_suite.pipelines.animate_anyone.settings import AnimateAnyoneSettings
+
+    huge = AnimateAnyoneSettings(width=16384, height=16384)
+    assert estimated_memory_bytes(huge, 8, torch.float32) > 100 * 1024**3
+    with pytest.raises(InputError, match=r"Input 'width/height': animating 8 frames at 16384x16384 needs about \d"):
+        check_memory(huge, 8, "cpu", torch.float32)
+    check_memory(AnimateAnyoneSettings(width=64, height=64), 8, "cpu", torch.float32)  # a small job passes
+
+
+def test_animate_anyone_cli_refuses_a_huge_size_and_a_corrupt_reference_before_loading_models(tmp_path, capsys):
+    from PIL import Image
+
+    from comfyui_animate_suite import cli
+
+    reference, poses = tmp_path / "ref.png", tmp_path / "poses"
+    Image.new("RGB", (32, 32), "white").save(reference)
+    poses.mkdir()
+    for i in range(3):
+        Image.new("RGB", (32, 32), "black").save(poses / f"{i}.png")
+    base = ["animate-anyone", str(reference), str(poses), "--models-dir", str(tmp_path / "no_models"), "--device", "cpu"]
+    assert cli.main(base + ["--width", "16384", "--height", "16384"]) == 2
+    err = capsys.readouterr().err
+    assert "needs about" in err and "a smaller width/height" in err and "Traceback" not in err
+    reference.write_bytes(b"\x89PNG\r\n\x1a\ncut")
+    assert cli.main(base) == 2
+    assert "'ref.png' cannot be decoded" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- values that used to escape as raw exceptions
+
+
+def test_nan_frames_nan_guidance_and_several_svd_images_are_refused():
+    import torch
+    from types import SimpleNamespace
+
+    from comfyui_animate_suite.pipelines.animate_anyone.pipeline import checked_settings
+    from comfyui_animate_suite.pipelines.animate_anyone.settings import AnimateAnyoneSettings
+    from comfyui_animate_suite.pipelines.images import check_image_batch
+    from comfyui_animate_suite.pipelines.svd.pipeline import SVDSettings, generate
+
+    frames = torch.rand(2, 8, 8, 3)
+    frames[1, 2, 2, 0] = float("nan")
+    with pytest.raises(InputError, match="Input 'reference_image': has NaN"):
+        check_image_batch(frames, "reference_image")
+    with pytest.raises(InputError, match="Input 'guidance'"):
+        checked_settings(AnimateAnyoneSettings(guidance=float("nan")), 24)
+    with pytest.raises(InputError, match="Input 'image': has 3 images"):
+        generate(SimpleNamespace(num_frames=14), torch.rand(3, 64, 64, 3), SVDSettings())
+
+
+def test_hostile_pose_json_is_one_input_error(tmp_path):
+    from comfyui_animate_suite.pose import openpose_json
+
+    nested = tmp_path / "nested.json"
+    nested.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InputError, match="nested too deeply"):
+        openpose_json.load(nested)
+    person = {"pose_keypoints_2d": [1e308, 1e308, 1.0] * 18}
+    for frame in ({"people": [person], "canvas_width": 64, "canvas_height": 64},
+                  {"people": [], "canvas_width": 1e308, "canvas_height": 64},
+                  {"people": [{"pose_keypoints_2d": [[1], {"a": 2}, 3]}], "canvas_width": 64, "canvas_height": 64}):
+        with pytest.raises(InputError, match="Input 'pose_keypoint': frame 0"):
+            openpose_json.from_pose_keypoint([frame])
+
+
+def test_pickled_code_in_a_t5_bin_is_a_checkpoint_error(tmp_path):
+    import json
+
+    import torch
+    import tiny_models.easyanimate as tiny
+
+    from comfyui_animate_suite.pipelines.easyanimate.loading import load_t5
+    from comfyui_animate_suite.pipelines.errors import CheckpointError
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("pickled code ran",))
+
+    (tmp_path / "config.json").write_text(json.dumps({**tiny.T5_CONFIG, "model_type": "t5", "architectures": ["T5EncoderModel"]}))
+    torch.save({"shared.weight": Payload()}, tmp_path / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="refused"):
+        load_t5(tmp_path, torch.float32)
+
+
+def test_node_inputs_nan_fps_nul_names_and_escaping_live_photo_prefixes(comfy):
+    import torch
+
+    nodes = comfy.package.NODE_CLASS_MAPPINGS
+    frames = torch.rand(2, 16, 16, 3)
+    for call, name in (
+        (lambda: nodes["AnimateSuiteSaveAnimation"]().save(frames, float("nan"), "AnimateSuite/x", "gif", 0, 85), "fps"),
+        (lambda: nodes["AnimateSuiteSaveLivePhoto"]().save(frames, float("nan"), "AnimateSuite/x", -1, 85), "fps"),
+        (lambda: nodes["AnimateSuiteSaveLivePhoto"]().save(frames, 8.0, "../../escape/x", -1, 85), "filename_prefix"),
+        (lambda: comfy.module("nodes.clipart").svg_path("cat\x00.svg"), "svg"),
+        (lambda: comfy.module("nodes.video_nodes").input_video_path("clip\x00.mp4"), "video"),
+    ):
+        with pytest.raises(ValueError) as caught:
+            call()
+        assert type(caught.value).__name__ == "InputError" and f"Input '{name}'" in str(caught.value)
+    assert not (comfy.output.parent / "escape").exists()
