@@ -277,3 +277,91 @@ def test_node_inputs_nan_fps_nul_names_and_escaping_live_photo_prefixes(comfy):
             call()
         assert type(caught.value).__name__ == "InputError" and f"Input '{name}'" in str(caught.value)
     assert not (comfy.output.parent / "escape").exists()
+
+
+# ----------------------------------------------------------------------------- command-line slips
+
+
+GINGERBREAD = EXAMPLES / "gingerbread.svg"
+
+
+def _clipart(capsys, *args) -> tuple[int, str, str]:
+    from comfyui_animate_suite import cli
+
+    code = cli.main(["clipart", *map(str, args)])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--seed", "-7"], "Input '--seed': is -7. Expected 0 or more."),
+    (["--complexity", "5"], "Input '--complexity': is 5.0. Expected 0 to 1."),
+    (["--replay", "missing.json"], "Input '--replay': 'missing.json' does not exist"),
+    (["--skeleton", "missing.txt"], "Input '--skeleton': 'missing.txt' does not exist"),
+])
+def test_clipart_slips_are_one_line_before_any_work(tmp_path, capsys, extra, words):
+    code, out, err = _clipart(capsys, GINGERBREAD, "--out", tmp_path / "o.gif", *extra)
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1 and not out
+    assert not (tmp_path / "o.gif").exists()
+
+
+def test_clipart_refuses_a_missing_out_folder_and_an_absent_device_before_rendering(tmp_path, capsys, monkeypatch):
+    import torch
+
+    code, out, err = _clipart(capsys, GINGERBREAD, "--out", tmp_path / "nonexistent" / "o.gif")
+    assert code == 2 and "Input '--out'" in err and "does not exist" in err and not out  # nothing rendered first
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, out, err = _clipart(capsys, GINGERBREAD, "--out", tmp_path / "o.gif", "--device", "cuda")
+    assert code == 2 and "Input '--device': is 'cuda' but this machine has no usable CUDA" in err
+
+
+def test_clipart_refuses_bones_without_keypoints(tmp_path, capsys):
+    art = tmp_path / "art.svg"
+    shutil.copy(GINGERBREAD, art)
+    bones = tmp_path / "bones.txt"
+    bones.write_text("0 1\n")
+    code, _, err = _clipart(capsys, art, "--out", tmp_path / "o.gif", "--skeleton", bones)
+    assert code == 2 and "Input '--skeleton': is given but 'art.svg' has no keypoint file" in err
+
+
+def test_clipart_reports_clip_length_apart_from_time_taken_and_warns_of_dropped_shapes(tmp_path, capsys):
+    art = tmp_path / "with_text.svg"
+    art.write_text(GINGERBREAD.read_text().replace("</svg>", '<text x="5" y="5">hello</text></svg>'))
+    code, out, _ = _clipart(capsys, art, "--out", tmp_path / "o.json", "--frames", "24", "--fps", "12", "--detect")
+    assert code == 0, out
+    assert "(24 frames, 2.0 s clip, took " in out
+    assert "warning: " in out and "left out" in out
+
+
+def test_clipart_help_shows_each_default_once(capsys):
+    from comfyui_animate_suite import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["clipart", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text and text.count("(default 256, as AniClipart)") == 1
+    assert "default: 256" not in text
+
+
+def test_models_and_prepare_name_a_missing_folder(tmp_path, capsys):
+    from comfyui_animate_suite import cli
+
+    assert cli.main(["models", "--models-dir", str(tmp_path / "nonexistent")]) == 2
+    assert "Input '--models-dir':" in capsys.readouterr().err
+    assert cli.main(["prepare", "animate-anyone", str(tmp_path / "missing_dir")]) == 2
+    err = capsys.readouterr().err
+    assert "Input 'VIDEOS_DIR':" in err and "missing_dir" in err and "could not find" not in err
+
+
+def test_models_says_svd_needs_the_checkpoint_or_the_diffusers_folder(tmp_path, capsys):
+    from comfyui_animate_suite import cli
+
+    (tmp_path / "checkpoints").mkdir()
+    assert cli.main(["models", "--models-dir", str(tmp_path)]) == 0
+    assert "needs this checkpoint OR the diffusers folder below" in capsys.readouterr().out
+    (tmp_path / "diffusers" / "stable-video-diffusion-img2vid-xt").mkdir(parents=True)
+    (tmp_path / "diffusers" / "stable-video-diffusion-img2vid-xt" / "model_index.json").write_text("{}")
+    assert cli.main(["models", "--models-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "not needed: the diffusers folder below is used instead" in out and "MISSING  checkpoint " not in out.split("[svd]")[1].split("\n\n")[0]
