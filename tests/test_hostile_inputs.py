@@ -365,3 +365,12 @@ def test_models_says_svd_needs_the_checkpoint_or_the_diffusers_folder(tmp_path, 
     assert cli.main(["models", "--models-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "not needed: the diffusers folder below is used instead" in out and "MISSING  checkpoint " not in out.split("[svd]")[1].split("\n\n")[0]
+
+
+def test_named_colours_survive_pil_caching_them():
+    from PIL import ImageColor
+
+    from comfyui_animate_suite.svg.document import parse_color
+
+    ImageColor.getrgb("white")  # PIL then keeps colormap["white"] as a tuple
+    assert parse_color("white") == (1.0, 1.0, 1.0, 1.0)
