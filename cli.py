@@ -43,22 +43,33 @@ def locator_from_args(args):
 
 def _run_models(args) -> int:
     from .pipelines import model_registry
+    from .pipelines.errors import InputError
 
+    folder = args.models_dir or default_models_dir()
+    if not folder.is_dir():
+        raise InputError("--models-dir", f"'{folder}' does not exist or is not a folder",
+                         "ComfyUI's models folder (or set COMFYUI_MODELS_DIR)")
     rows = model_registry.report(locator_from_args(args))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     current = None
+    # a family whose diffusers folder is found needs no single-file checkpoint (SVD: one or the other)
+    with_folder = {row["family"] for row in rows if row["role"] == "diffusers" and row["found"]}
     for row in rows:
         if row["family"] != current:
             current = row["family"]
             print(f"\n{row['title']} [{row['family']}]\n  published at: {row['source']}")
         label = " | ".join(row["names"][:3]) + (" | ..." if len(row["names"]) > 3 else "")
+        either = "or a diffusers folder" in row.get("note", "")
         if row["found"]:
             print(f"  ok       {row['role']:<18} {row['found']}")
+        elif either and row["family"] in with_folder:
+            print(f"  ok       {row['role']:<18} not needed: the diffusers folder below is used instead")
         else:
             status = "MISSING " if row["required"] else "optional"
-            print(f"  {status} {row['role']:<18} {label}  (searched {', '.join(row['searched'])})")
+            note = "; needs this checkpoint OR the diffusers folder below" if either else ""
+            print(f"  {status} {row['role']:<18} {label}  (searched {', '.join(row['searched'])}{note})")
     return 0
 
 

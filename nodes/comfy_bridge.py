@@ -140,6 +140,8 @@ def input_file_choices(suffixes: tuple[str, ...]) -> list[str]:
 def input_file_path(name: str, input_name: str, expected: str = "an existing file") -> str:
     """A file chosen in ComfyUI's input folder; never a path outside it."""
     input_dir = folder_paths.get_input_directory()
+    if not isinstance(name, str) or "\x00" in name:
+        raise InputError(input_name, f"{name!r} is not a file name", "a file name without NUL characters")
     path = _inside(input_dir, name)
     if path is None or path == os.path.realpath(input_dir):
         raise InputError(input_name, f"'{name}' is outside ComfyUI's input folder", "a file inside it")

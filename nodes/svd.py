@@ -189,7 +189,7 @@ class AnimateSuiteSaveLivePhoto:
         from ..pipelines.livephoto import write_live_photo
 
         images = image_ops.check_image_batch(images)
-        if fps <= 0:
+        if not 0 < fps < float("inf"):
             raise InputError("fps", f"is {fps}", "a positive number")
         count = images.shape[0]
         index = count // 2 if still_frame == -1 else still_frame
@@ -201,8 +201,7 @@ class AnimateSuiteSaveLivePhoto:
         if still_image is not None:
             photo = image_ops.check_image_batch(still_image, "still_image")[:1]
             still = image_ops.to_uint8(image_ops.resize_batch(photo, width, height, "crop"))[0]
-        output_dir = folder_paths.get_output_directory()
-        folder, stem, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, output_dir, width, height)
+        folder, stem, counter, subfolder = comfy_bridge.output_location(filename_prefix, width, height)
         base, _ = _pair_paths(folder, stem, counter)
         identifier = write_live_photo(frames, fps, still, Path(folder) / f"{base}.jpg", Path(folder) / f"{base}.mov",
                                       still_frame=index, quality=quality, metadata=_metadata(prompt, extra_pnginfo))

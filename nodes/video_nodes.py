@@ -35,7 +35,7 @@ def save_frames(images, fps: float, filename_prefix: str, fmt: str, loop: int, q
     """Write an IMAGE batch to the output folder; returns ComfyUI UI entries for the written files."""
     if fmt not in video_io.SAVE_FORMATS:
         raise InputError("format", f"'{fmt}' is unknown", "one of " + ", ".join(video_io.SAVE_FORMATS))
-    if fps <= 0:
+    if not 0 < fps < float("inf"):
         raise InputError("fps", f"is {fps}", "a positive number")
     images = image_ops.check_image_batch(images)
     frames = image_ops.to_uint8(images)
@@ -114,6 +114,8 @@ def _input_choices() -> list[str]:
 def input_video_path(name: str) -> Path:
     """The chosen file or frame folder inside ComfyUI's input folder; nothing outside it."""
     input_dir = os.path.realpath(folder_paths.get_input_directory())
+    if not isinstance(name, str) or "\x00" in name:
+        raise InputError("video", f"{name!r} is not a file name", "a file or folder name without NUL characters")
     path = os.path.realpath(os.path.join(input_dir, name))
     if os.path.commonpath((input_dir, path)) != input_dir or path == input_dir:
         raise InputError("video", f"'{name}' is outside ComfyUI's input folder", "a file or folder inside it")

@@ -12,8 +12,27 @@ class InputError(AnimateSuiteError, ValueError):
         self.input_name = input_name
         message = f"Input '{input_name}': {problem}"
         if expected:
-            message += f" Expected {expected}."
+            separator = " " if message.rstrip().endswith((".", "!", "?")) else ". "
+            message = message.rstrip() + separator + f"Expected {expected}."
         super().__init__(message)
+
+
+def memory_refusal(input_name: str, what: str, needed_bytes: float, available_bytes: float, lower_with: str) -> InputError:
+    """The error for a job whose estimated memory does not fit: the estimate and what brings it down."""
+    return InputError(input_name, f"{what} needs about {needed_bytes / 1024**3:.1f} GB of memory, more than the "
+                      f"{available_bytes / 1024**3:.1f} GB available", f"less: {lower_with}")
+
+
+def available_memory_bytes() -> int:
+    """Memory this process can still use: MemAvailable on Linux, else a conservative 8 GB."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 8 * 1024**3
 
 
 class ModelNotFoundError(AnimateSuiteError, FileNotFoundError):

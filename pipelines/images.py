@@ -5,6 +5,8 @@ Frames follow ComfyUI's IMAGE layout: float32 tensors ``[N, H, W, C]`` in 0..1, 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -35,6 +37,8 @@ def check_image_batch(images: torch.Tensor, input_name: str = "images", allow_em
     height, width = images.shape[1:3]
     if max(height, width) > MAX_SIDE:
         raise InputError(input_name, f"is {width}x{height}", f"at most {MAX_SIDE} pixels per side; resize it first")
+    if images.is_floating_point() and not bool(torch.isfinite(images).all()):
+        raise InputError(input_name, "has NaN or infinite pixel values", "finite values in 0..1 (check the node that made them)")
     return images.float()
 
 
@@ -49,6 +53,19 @@ def from_uint8(frames: np.ndarray) -> torch.Tensor:
     if array.ndim == 3:
         array = array[None]
     return torch.from_numpy(np.ascontiguousarray(array)).float().div_(255.0)
+
+
+def open_image(path, input_name: str):
+    """A fully decoded RGB PIL image, or an InputError naming ``input_name`` when the file is not one."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        reason = "it is not an image PIL can read" if isinstance(error, UnidentifiedImageError) else "it is damaged or cut short"
+        raise InputError(input_name, f"'{Path(path).name}' cannot be decoded ({reason})", "a complete PNG/JPEG/WebP image") from None
 
 
 def pil_to_uint8(image) -> np.ndarray:

@@ -129,6 +129,7 @@ def report(locator: ModelLocator, families: Iterable[ModelFamily] | None = None)
                     "found": str(path) if path else None,
                     "searched": searched_dirs(item, locator),
                     "source": family.source,
+                    "note": item.note,
                 }
             )
     return rows

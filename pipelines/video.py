@@ -21,6 +21,7 @@ ANIMATED_IMAGE_SUFFIXES = (".gif", ".webp", ".png", ".apng")
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 # Refuse to decode more than this many bytes of float32 frames at once (the IMAGE batch size).
 MAX_DECODED_BYTES = 16 * 1024**3
+DECODED_COPIES = 6  # bytes per decoded uint8 byte at the peak: the frames, their stack, the float32 batch
 
 
 def quality_to_crf(quality: int) -> int:
@@ -135,10 +136,30 @@ def _natural_key(name: str):
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
+def _undecodable(path: Path) -> InputError:
+    return InputError("video", f"'{path.name}' cannot be decoded (empty, damaged or cut short)",
+                      "a complete video file, animated image or frame folder")
+
+
+def _decoding(path: Path, frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """``frames`` with decoder failures (corrupt or truncated data) turned into one InputError."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        yield from frames
+    except InputError:
+        raise
+    except (OSError, ValueError, EOFError, SyntaxError, UnidentifiedImageError) as error:  # av's errors are ValueError/OSError
+        raise _undecodable(path) from error
+
+
 def _frames_from_av(path: Path) -> tuple[Iterator[np.ndarray], float]:
     import av
 
-    container = av.open(str(path))
+    try:
+        container = av.open(str(path))
+    except (OSError, ValueError) as error:
+        raise _undecodable(path) from error
     if not container.streams.video:
         container.close()
         raise InputError("video", f"'{path.name}' has no video stream", "a video file")
@@ -152,7 +173,7 @@ def _frames_from_av(path: Path) -> tuple[Iterator[np.ndarray], float]:
         finally:
             container.close()
 
-    return frames(), fps
+    return _decoding(path, frames()), fps
 
 
 def _frames_from_pil(path: Path) -> tuple[Iterator[np.ndarray], float]:
@@ -160,7 +181,10 @@ def _frames_from_pil(path: Path) -> tuple[Iterator[np.ndarray], float]:
 
     from .images import pil_to_uint8
 
-    image = Image.open(path)
+    try:
+        image = Image.open(path)
+    except (OSError, ValueError, SyntaxError) as error:
+        raise _undecodable(path) from error
 
     def frames():
         with image:
@@ -169,11 +193,13 @@ def _frames_from_pil(path: Path) -> tuple[Iterator[np.ndarray], float]:
 
     first_duration = image.info.get("duration") or 0
     fps = 1000.0 / first_duration if first_duration else 10.0
-    return frames(), fps
+    return _decoding(path, frames()), fps
 
 
 def _frame_files(folder: Path) -> list[Path]:
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES), key=lambda p: _natural_key(p.name))
+    inside = folder.resolve()  # frames linked from outside the folder are not read
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and p.resolve().parent == inside),
+                   key=lambda p: _natural_key(p.name))
     if not files:
         raise InputError("video", f"folder '{folder.name}' has no image files", "PNG/JPEG/WebP frames")
     return files
@@ -191,7 +217,7 @@ def _frames_from_folder(folder: Path, fps: float) -> tuple[Iterator[np.ndarray],
             with Image.open(file) as image:
                 yield pil_to_uint8(image)
 
-    return frames(), fps
+    return _decoding(folder, frames()), fps
 
 
 def _open_frames(path: Path, folder_fps: float = 8.0) -> tuple[Iterator[np.ndarray], float]:
@@ -215,11 +241,16 @@ def count_frames(path: Path) -> int:
     if path.suffix.lower() in VIDEO_SUFFIXES:
         import av
 
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise InputError("video", f"'{path.name}' has no video stream", "a video file")
-            if container.streams.video[0].frames > 0:
-                return int(container.streams.video[0].frames)
+        try:
+            with av.open(str(path)) as container:
+                if not container.streams.video:
+                    raise InputError("video", f"'{path.name}' has no video stream", "a video file")
+                if container.streams.video[0].frames > 0:
+                    return int(container.streams.video[0].frames)
+        except InputError:
+            raise
+        except (OSError, ValueError) as error:
+            raise _undecodable(path) from error
     frames, _ = _open_frames(path)
     return sum(1 for _ in frames)
 
@@ -252,17 +283,23 @@ def read_frames(path: Path, options: DecodeOptions, folder_fps: float = 8.0) -> 
 
     The returned fps accounts for the stride.
     """
+    from .errors import available_memory_bytes, memory_refusal
+
     path = Path(path)
+    budget = min(MAX_DECODED_BYTES, available_memory_bytes())
     frames, fps = _open_frames(path, folder_fps)
     kept: list[np.ndarray] = []
     for frame in options.select(frames):
         if kept and frame.shape != kept[0].shape:
             raise InputError("video", f"frame {len(kept)} is {frame.shape[1]}x{frame.shape[0]}, unlike the first",
                              "frames of one size (set width/height to resize)")
+        # kept uint8 frames, their stacked copy and the float32 IMAGE batch made from them
+        needed = (len(kept) + 1) * frame.nbytes * DECODED_COPIES
+        if needed > budget:
+            frames.close()
+            raise memory_refusal("video", f"loading '{path.name}' at {frame.shape[1]}x{frame.shape[0]} (more than "
+                                 f"{len(kept)} frames)", needed, budget, "a frame_cap, a stride or a smaller width/height")
         kept.append(frame)
-        if len(kept) * frame.nbytes * 4 > MAX_DECODED_BYTES:
-            raise InputError("video", f"decoding '{path.name}' would exceed {MAX_DECODED_BYTES // 1024**3} GB of frames",
-                             "a frame_cap, a stride or a smaller size")
     if not kept:
         raise InputError("video", f"no frames left in '{path.name}' after skip/stride/cap", "at least one frame")
     return np.stack(kept), fps / options.stride

@@ -61,6 +61,10 @@ def frame_to_dict(frame: FramePose, parts: Parts = Parts()) -> dict:
     return {"people": people, "canvas_height": int(frame.height), "canvas_width": int(frame.width)}
 
 
+MAX_CANVAS = 16384
+MAX_COORDINATE = 1e6
+
+
 def to_pose_keypoint(frames: list[FramePose], parts: Parts = Parts()) -> list[dict]:
     """Frames -> a ``POSE_KEYPOINT`` list (one dict per frame)."""
     return [frame_to_dict(frame, parts) for frame in frames]
@@ -81,16 +85,19 @@ def _frame_from_dict(item, input_name: str, index: int) -> FramePose:
         raise InputError(input_name, f"{where} is not an OpenPose frame", "a dict with 'people', 'canvas_width', 'canvas_height'")
     try:
         width, height = int(item["canvas_width"]), int(item["canvas_height"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise InputError(input_name, f"{where} has no usable canvas_width/canvas_height", "positive integers") from None
-    if width <= 0 or height <= 0:
-        raise InputError(input_name, f"{where} has a {width}x{height} canvas", "a positive canvas size")
+    if not (0 < width <= MAX_CANVAS and 0 < height <= MAX_CANVAS):
+        raise InputError(input_name, f"{where} has a {width}x{height} canvas", f"1 to {MAX_CANVAS} pixels per side")
     keypoints, scores = [], []
     for person in item.get("people") or []:
         points, point_scores = _person_arrays(person, input_name, where)
         keypoints.append(points)
         scores.append(point_scores)
     frame = FramePose(width, height, np.array(keypoints).reshape(-1, NUM_POINTS, 2), np.array(scores).reshape(-1, NUM_POINTS))
+    if not (np.all(np.abs(frame.keypoints) <= MAX_COORDINATE) and np.all(np.isfinite(frame.scores))):
+        raise InputError(input_name, f"{where} has keypoints that are not finite or beyond {MAX_COORDINATE:g}",
+                         "coordinates on (or near) the canvas")
     return _denormalize(frame)
 
 
@@ -98,8 +105,11 @@ def _person_arrays(person, input_name: str, where: str) -> tuple[np.ndarray, np.
     if not isinstance(person, dict):
         raise InputError(input_name, f"{where} has a person that is not a dict", "OpenPose person dicts")
     wholebody = person.get(WHOLEBODY_KEY)
-    if wholebody is not None and len(wholebody) == NUM_POINTS * 3:
-        values = np.asarray(wholebody, np.float64).reshape(NUM_POINTS, 3)
+    if isinstance(wholebody, list) and len(wholebody) == NUM_POINTS * 3:
+        try:
+            values = np.asarray(wholebody, np.float64).reshape(NUM_POINTS, 3)
+        except (TypeError, ValueError):
+            raise InputError(input_name, f"{where}: '{WHOLEBODY_KEY}' is not a flat list of numbers", f"{NUM_POINTS * 3} numbers") from None
         return values[:, :2], values[:, 2]
     points = np.zeros((NUM_POINTS, 2))
     scores = np.zeros(NUM_POINTS)
@@ -109,7 +119,7 @@ def _person_arrays(person, input_name: str, where: str) -> tuple[np.ndarray, np.
             continue
         try:
             values = np.asarray(values, np.float64).reshape(-1, 3)
-        except ValueError:
+        except (TypeError, ValueError):
             raise InputError(input_name, f"{where}: '{key}' is not a flat [x, y, c, ...] list", "multiples of 3 numbers") from None
         if len(values) < count:
             raise InputError(input_name, f"{where}: '{key}' has {len(values)} points", f"at least {count}")
@@ -135,6 +145,8 @@ def load(path: Path, input_name: str = "file") -> list[dict]:
         value = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(input_name, f"'{Path(path).name}' could not be read as JSON ({error})", "an OpenPose JSON file") from None
+    except RecursionError:
+        raise InputError(input_name, f"'{Path(path).name}' is nested too deeply", "an OpenPose JSON file") from None
     if isinstance(value, dict):
         value = [value]
     from_pose_keypoint(value, input_name)  # validate now, with the file's name in the message

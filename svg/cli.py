@@ -30,30 +30,30 @@ def register(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "clipart", help="animate SVG clipart (procedural presets without a model, or text-guided with --prompt)",
-        description=DESCRIPTION, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description=DESCRIPTION)
     parser.add_argument("input", type=Path, help="the SVG to animate")
     parser.add_argument("--out", type=Path, required=True,
                         help="output: .gif, .webp, .mp4, .svg (animated), .json (motion) or a folder (PNG + SVG frames)")
-    parser.add_argument("--motion", choices=PRESETS, default="wave", help="procedural motion preset")
+    parser.add_argument("--motion", choices=PRESETS, default="wave", help="procedural motion preset (default %(default)s)")
     parser.add_argument("--frames", type=int, default=None,
                         help=f"number of frames; if not given {PROCEDURAL_FRAMES}, with --prompt the preset's")
     parser.add_argument("--fps", type=float, default=None,
                         help=f"frames per second; if not given {PROCEDURAL_FPS:g}, with --prompt 8 (AniClipart's)")
-    parser.add_argument("--speed", type=float, default=0.5, help="motion cycles per second")
-    parser.add_argument("--amplitude", type=float, default=1.0, help="motion size (1 = the preset's own)")
-    parser.add_argument("--seed", type=int, default=0, help="variation of the motion")
+    parser.add_argument("--speed", type=float, default=0.5, help="motion cycles per second (default %(default)s)")
+    parser.add_argument("--amplitude", type=float, default=1.0, help="motion size, 1 = the preset's own (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="variation of the motion, 0 or more (default %(default)s)")
     parser.add_argument("--no-loop", action="store_true", help="do not round the cycles to a seamless loop")
     parser.add_argument("--free-start", action="store_true", help="start mid-motion instead of at the input pose")
     parser.add_argument("--size", type=int, default=None, help="output size in pixels (default: the canvas)")
-    parser.add_argument("--canvas", type=int, default=256, help="working canvas the SVG is fitted into (AniClipart: 256)")
-    parser.add_argument("--background", default="white", help="'white', 'transparent' (GIF/WebP/PNG) or #rrggbb")
+    parser.add_argument("--canvas", type=int, default=256, help="working canvas the SVG is fitted into (default %(default)s, as AniClipart)")
+    parser.add_argument("--background", default="white", help="'white', 'transparent' (GIF/WebP/PNG) or #rrggbb (default %(default)s)")
     parser.add_argument("--keypoints", type=Path, help="keypoint SVG (circles in order); default: <name>_keypoint.svg next to the input")
     parser.add_argument("--skeleton", type=Path, help="bones file (two 0-based indices per line)")
     parser.add_argument("--layers", type=Path, help="AniClipart layer JSON (1-based shape and keypoint indices)")
     parser.add_argument("--detect", action="store_true", help="ignore side files and detect keypoints and bones")
-    parser.add_argument("--complexity", type=float, default=0.5, help="detected skeleton detail, 0 (few joints) to 1 (many)")
-    parser.add_argument("--max-tri-area", type=float, default=30.0, help="mesh: largest triangle (canvas px^2)")
-    parser.add_argument("--min-tri-angle", type=float, default=20.0, help="mesh: smallest triangle angle (degrees)")
+    parser.add_argument("--complexity", type=float, default=0.5, help="detected skeleton detail, 0 (few joints) to 1 (many) (default %(default)s)")
+    parser.add_argument("--max-tri-area", type=float, default=30.0, help="mesh: largest triangle in canvas px^2 (default %(default)s)")
+    parser.add_argument("--min-tri-angle", type=float, default=20.0, help="mesh: smallest triangle angle in degrees (default %(default)s)")
     parser.add_argument("--replay", type=Path, help="re-render a motion JSON written by --out x.json")
     parser.add_argument("--device", default=None,
                         help="torch device, e.g. cuda; if not given cpu, with --prompt cuda when available")
@@ -73,6 +73,56 @@ def _background(text: str):
     return colour[:3]
 
 
+def _read_text(path: Path, flag: str) -> str:
+    from ..pipelines.errors import InputError
+
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or "not UTF-8 text"
+        raise InputError(flag, f"'{path}' cannot be read ({reason})", "an existing motion JSON file") from None
+
+
+def _check_arguments(args) -> None:
+    """Slips found before any work: ranges, missing files, an unwritable --out, an absent device."""
+    from ..pipelines.errors import InputError
+    from .rigfiles import find_side_files
+
+    if args.seed < 0:
+        raise InputError("--seed", f"is {args.seed}", "0 or more")
+    if not 0 <= args.complexity <= 1:
+        raise InputError("--complexity", f"is {args.complexity}", "0 to 1")
+    for flag, path in (("--keypoints", args.keypoints), ("--skeleton", args.skeleton), ("--layers", args.layers),
+                       ("--replay", args.replay)):
+        if path is not None and not path.is_file():
+            raise InputError(flag, f"'{path}' does not exist", "an existing file")
+    if args.replay is None and (args.skeleton or args.layers) and args.keypoints is None and (
+            args.detect or find_side_files(args.input).keypoints is None):
+        flag = "--skeleton" if args.skeleton else "--layers"
+        raise InputError(flag, f"is given but '{args.input.name}' has no keypoint file (bones and layers number keypoints)",
+                         f"--keypoints too, or {Path(args.input.stem + '_keypoint.svg')} next to the SVG")
+    folder = args.out.parent
+    if not folder.is_dir():
+        raise InputError("--out", f"is in '{folder}', which does not exist", "an existing folder (create it first)")
+    if args.device is not None:
+        _check_device(args.device)
+
+
+def _check_device(name: str) -> None:
+    import torch
+
+    from ..pipelines.errors import InputError
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise InputError("--device", f"'{name}' is not a torch device", "cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device", f"is '{name}' but this machine has no usable CUDA", "cpu, or a machine with CUDA")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise InputError("--device", f"is '{name}' but there are {torch.cuda.device_count()} CUDA devices", "an existing one")
+
+
 def run(args) -> int:
     from ..pipelines.context import RunContext
     from ..pipelines.errors import InputError
@@ -89,13 +139,14 @@ def run(args) -> int:
     if args.size is not None and not 16 <= args.size <= 4096:
         raise InputError("--size", f"is {args.size}", "16 to 4096 pixels")
     background = _background(args.background)
+    _check_arguments(args)
     settings = RigSettings(max_tri_area=args.max_tri_area, min_tri_angle=args.min_tri_angle)
     if args.replay is not None:
         from .animate import _read_svg_bytes
         from .document import parse_svg
         from .export import svg_digest
 
-        record = parse_motion_json(args.replay.read_text(encoding="utf-8"))
+        record = parse_motion_json(_read_text(args.replay, "--replay"), "--replay")
         data = _read_svg_bytes(args.input)
         animation = animation_from_record(parse_svg(data, record.canvas[0]), record, args.input.stem, svg_digest(data))
     else:
@@ -113,11 +164,15 @@ def run(args) -> int:
             animation = animate_procedural(clipart.rig, motion, clipart.name, clipart.svg_sha256)
             if animation.motion["amplitude_used"] < motion.amplitude:
                 print(f"note: amplitude lowered to {animation.motion['amplitude_used']:.2f} so the drawing does not fold")
+        for warning in clipart.rig.warnings:
+            print(f"warning: {warning}")
         print(f"{args.input.name}: {clipart.rig.num_keypoints} keypoints ({clipart.keypoint_source}), "
               f"{len(clipart.rig.bones)} bones, {sum(len(l.mesh.triangles) for l in clipart.rig.layers)} triangles")
     written = write_outputs(animation, out, args.size, background, RunContext(device=args.device or "cpu"))
     elapsed = time.perf_counter() - started
-    print(f"wrote {', '.join(str(p) for p in written)} ({animation.num_frames} frames, {elapsed:.1f} s)")
+    clip = animation.num_frames / animation.fps
+    print(f"wrote {', '.join(str(p) for p in written)} ({animation.num_frames} frames, {clip:.1f} s clip, "
+          f"took {elapsed:.1f} s)")
     return 0
 
 

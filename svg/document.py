@@ -153,6 +153,8 @@ def parse_color(text: str | None, current_color=(0.0, 0.0, 0.0, 1.0)):
     named = ImageColor.colormap.get(value)
     if isinstance(named, str):
         return parse_color(named)
+    if isinstance(named, tuple) and len(named) >= 3:  # PIL's getrgb() caches the names it has parsed as tuples
+        return (*(c / 255.0 for c in named[:3]), 1.0)
     return None
 
 

@@ -185,6 +185,8 @@ def parse_motion_json(text: str, input_name: str = "motion") -> MotionRecord:
         document = json.loads(text)
     except json.JSONDecodeError as error:
         raise InputError(input_name, f"is not valid JSON ({error.msg})", "a motion file written by this pack") from None
+    except RecursionError:
+        raise InputError(input_name, "is nested too deeply", "a motion file written by this pack") from None
     if not isinstance(document, dict) or document.get("format") != MOTION_FORMAT:
         raise InputError(input_name, "is not a clipart motion file", f"JSON with \"format\": \"{MOTION_FORMAT}\"")
     if document.get("version") != MOTION_VERSION:

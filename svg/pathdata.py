@@ -259,22 +259,28 @@ def arc_to_cubics(start, rx, ry, rotation_deg, large_arc, sweep, end):
     if np.allclose(start, end):
         return []
     rx, ry = abs(rx), abs(ry)
+    line = [(start + (end - start) / 3, start + 2 * (end - start) / 3, end)]
     if rx == 0 or ry == 0:
-        return [(start + (end - start) / 3, start + 2 * (end - start) / 3, end)]
+        return line
     phi = math.radians(rotation_deg % 360)
     cos_phi, sin_phi = math.cos(phi), math.sin(phi)
-    dx, dy = (start - end) / 2
+    dx, dy = (float(v) for v in (start - end) / 2)
     x1 = cos_phi * dx + sin_phi * dy
     y1 = -sin_phi * dx + cos_phi * dy
-    scale = (x1 * x1) / (rx * rx) + (y1 * y1) / (ry * ry)
-    if scale > 1:
-        rx, ry = rx * math.sqrt(scale), ry * math.sqrt(scale)
-    numerator = rx * rx * ry * ry - rx * rx * y1 * y1 - ry * ry * x1 * x1
-    denominator = rx * rx * y1 * y1 + ry * ry * x1 * x1
-    factor = math.sqrt(max(0.0, numerator / denominator)) if denominator > 0 else 0.0
+    # Radii too small for the chord grow (F.6.6); computed on radii scaled to 1 so that tiny ones never
+    # under- or overflow (1e-200 squared is 0).
+    size = max(rx, ry)
+    unit_x, unit_y = rx / size, ry / size
+    reach = math.hypot(x1 / unit_x, y1 / unit_y) if unit_x > 0 and unit_y > 0 else math.inf
+    if not math.isfinite(reach):
+        return line
+    rx, ry = (unit_x * reach, unit_y * reach) if reach > size else (rx, ry)
+    ux, uy = x1 / rx, y1 / ry
+    inside = ux * ux + uy * uy
+    factor = math.sqrt(max(0.0, (1.0 - inside) / inside)) if inside > 0 else 0.0
     if large_arc == sweep:
         factor = -factor
-    cx1, cy1 = factor * rx * y1 / ry, -factor * ry * x1 / rx
+    cx1, cy1 = factor * rx * uy, -factor * ry * ux
     cx = cos_phi * cx1 - sin_phi * cy1 + (start[0] + end[0]) / 2
     cy = sin_phi * cx1 + cos_phi * cy1 + (start[1] + end[1]) / 2
 

@@ -72,7 +72,7 @@ def parse_skeleton(text: str, num_keypoints: int, input_name: str = "skeleton") 
             continue
         parts = line.replace(",", " ").split()
         if len(parts) != 2 or not all(p.lstrip("-").isdigit() for p in parts):
-            raise InputError(input_name, f"line {number} is {line!r}", "two keypoint indices per line, e.g. '0 1'")
+            raise InputError(input_name, f"line {number} is not two whole numbers", "two keypoint indices per line, e.g. '0 1'")
         a, b = int(parts[0]), int(parts[1])
         for index in (a, b):
             if not 0 <= index < num_keypoints:
@@ -143,9 +143,11 @@ def find_side_files(svg_path: str | Path) -> SideFiles:
     keypoint_names = [f"{base}_keypoint_scaled.svg", f"{base}_keypoint.svg"] if stem.endswith("_scaled") else \
         [f"{base}_keypoint.svg", f"{base}_keypoint_scaled.svg"]
 
-    def first(names):
+    inside = folder.resolve()
+
+    def first(names):  # a side file linked from elsewhere is not the art's own: never read through it
         for name in names:
-            if (folder / name).is_file():
+            if (folder / name).is_file() and (folder / name).resolve().parent == inside:
                 return folder / name
         return None
 

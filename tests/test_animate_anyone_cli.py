@@ -26,7 +26,8 @@ def test_cli_animates_a_pose_folder_into_a_gif(tmp_path, capsys):
 
 def test_cli_says_which_model_is_missing(tmp_path, capsys):
     (tmp_path / "poses").mkdir()
-    (tmp_path / "character.png").write_bytes(b"")
+    video.write_png_sequence(np.zeros((1, 8, 8, 3), np.uint8), tmp_path / "poses", "pose")
+    (tmp_path / "poses" / "pose_00000.png").rename(tmp_path / "character.png")  # a real image: it is read first
     video.write_png_sequence(np.zeros((1, 8, 8, 3), np.uint8), tmp_path / "poses", "pose")
     code = cli.main(["animate-anyone", str(tmp_path / "character.png"), str(tmp_path / "poses"),
                      "--models-dir", str(tmp_path / "models"), "--device", "cpu"])

@@ -1,6 +1,8 @@
 """The ``queue`` CLI against a loopback server that speaks ComfyUI's API subset; the API example workflows."""
 
 import json
+import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -164,3 +166,119 @@ def test_overrides_keep_the_widget_types():
     assert inputs["max_guidance"] == 4.0 and isinstance(inputs["max_guidance"], float)
     assert inputs["steps"] == 30 and isinstance(inputs["steps"], int)
     assert inputs["sampler"] == "dpmpp_2m" and inputs["fps"] == 12
+
+
+# ----------------------------------------------------------------------------- hostile or broken servers
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("prompt_id", ["../escaped", "/tmp/absolute", "a/../../b", "..", "", 42, "a b"])
+def test_a_server_given_prompt_id_never_names_a_folder_outside_out(photo_file, tmp_path, capsys, prompt_id):
+    victim = tmp_path / "escaped"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("mine")
+    out = tmp_path / "out"
+    with FakeComfy(prompt_id=prompt_id) as server:
+        assert _queue(server, "--image", str(photo_file), out=out) == queue_client.EXIT_FAILED
+    assert "not a safe folder name" in _error_line(capsys)
+    assert sorted(p.name for p in victim.iterdir()) == ["keep.txt"] and not out.exists()
+
+
+def test_output_names_keep_only_their_last_part(tmp_path):
+    entries = [{"filename": name, "subfolder": "", "type": "output"}
+               for name in ["../../etc/x.png", "/abs/y.png", "..", "a\x00b.png", "c\\..\\d.png", "x.png"]]
+    names = queue_client.local_names(entries)
+    assert names == ["x.png", "y.png", "output", "ab.png", "d.png", "x_2.png"]
+    assert all("/" not in n and n not in (".", "..") for n in names)
+
+
+def test_same_named_outputs_from_different_subfolders_are_both_kept(photo_file, tmp_path, capsys):
+    with FakeComfy("same_names") as server:
+        assert _queue(server, "--image", str(photo_file), out=tmp_path) == 0
+        (prompt_id,) = server.prompts
+    folder = tmp_path / prompt_id
+    saved = [json.loads(p.read_text()) for p in sorted(folder.iterdir())]
+    assert sorted(p.name for p in folder.iterdir()) == ["same.png", "same_2.png"]
+    assert sorted(s["subfolder"] for s in saved) == ["AnimateSuite/4", "AnimateSuite/5"]
+    assert "the server's AnimateSuite/" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("behaviour", ["drip_prompt", "drip_view", "hang_prompt"])
+def test_timeout_is_a_deadline_for_the_whole_job_even_against_slow_servers(photo_file, tmp_path, capsys, behaviour):
+    with FakeComfy(behaviour, drip_seconds=0.05) as server:
+        started = time.monotonic()
+        assert _queue(server, "--image", str(photo_file), "--timeout", "1.5", out=tmp_path) == queue_client.EXIT_TIMEOUT
+        assert time.monotonic() - started < 4
+    assert "timed out" in _error_line(capsys)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p != photo_file]  # no partial download
+
+
+def test_a_hung_prompt_reply_ends_as_timed_out_not_unreachable(tmp_path):
+    with FakeComfy("hang_prompt") as server:
+        client = queue_client.ComfyClient(server.url, request_timeout=0.3)
+        with pytest.raises(queue_client.QueueError) as caught:
+            client.queue_prompt({"1": {"class_type": "X", "inputs": {}}})
+    assert caught.value.exit_code == queue_client.EXIT_TIMEOUT and "POST /prompt" in str(caught.value)
+
+
+@pytest.mark.parametrize("behaviour, code, words", [
+    ("upload_not_json", queue_client.EXIT_FAILED, ["image upload", "expected JSON"]),
+    ("upload_no_name", queue_client.EXIT_FAILED, ["image upload", '"name"']),
+    ("reject_int_error", queue_client.EXIT_REJECTED, ["refused the workflow (HTTP 400): 5"]),
+    ("history_string", queue_client.EXIT_FAILED, ["history for", "'done'", "expected an object"]),
+    ("bare_error", queue_client.EXIT_FAILED, ["failed: error"]),
+    ("silent_error", queue_client.EXIT_FAILED, ["failed on the server (no details were recorded)"]),
+    ("prompt_500", queue_client.EXIT_FAILED, ["failed to queue the workflow (HTTP 500)"]),
+])
+def test_odd_replies_become_one_line_errors_with_their_exit_code(photo_file, tmp_path, capsys, behaviour, code, words):
+    with FakeComfy(behaviour) as server:
+        assert _queue(server, "--image", str(photo_file), out=tmp_path) == code
+    err = _error_line(capsys)
+    assert len(err.strip().splitlines()) == 1, err
+    for word in words:
+        assert word in err
+
+
+def test_downloads_are_streamed_to_disk_under_the_size_cap(photo_file, tmp_path, capsys):
+    with FakeComfy("big_output", output_bytes=3 * 2**20) as server:
+        assert _queue(server, "--image", str(photo_file), "--max-download-mb", "2", out=tmp_path / "a") == queue_client.EXIT_FAILED
+        assert "larger than --max-download-mb 2" in _error_line(capsys)
+        assert not [p for p in (tmp_path / "a").rglob("*") if p.is_file()]  # the partial file is removed
+        tracemalloc.start()
+        try:
+            assert _queue(server, "--image", str(photo_file), "--max-download-mb", "8", out=tmp_path / "b") == 0
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    files = [p for p in (tmp_path / "b").rglob("*") if p.is_file()]
+    assert len(files) == 3 and all(p.stat().st_size == 3 * 2**20 for p in files)
+    assert peak < 2 * 2**20  # never held whole in memory
+
+
+def test_bad_timeout_and_cap_values_are_usage_errors(photo_file, tmp_path, capsys):
+    with FakeComfy() as server:
+        for extra in (["--timeout", "0"], ["--timeout", "nan"], ["--max-download-mb", "-1"]):
+            assert _queue(server, "--image", str(photo_file), *extra, out=tmp_path) == queue_client.EXIT_USAGE
+            assert "must be positive" in _error_line(capsys)
+
+
+def test_links_planted_in_the_job_folder_are_never_followed(photo_file, tmp_path, capsys):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "svd_00001_.gif").write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "job1").mkdir()
+    (out / "job1" / "svd_00001_.gif").symlink_to(outside / "svd_00001_.gif")
+    (out / "job2").symlink_to(outside)
+    with FakeComfy(prompt_id="job1") as server:
+        assert _queue(server, "--image", str(photo_file), out=out) == 0
+    assert not (out / "job1" / "svd_00001_.gif").is_symlink() and (outside / "svd_00001_.gif").read_text() == "precious"
+    with FakeComfy(prompt_id="job2") as server:
+        assert _queue(server, "--image", str(photo_file), out=out) == queue_client.EXIT_USAGE
+    assert "link out of --out" in _error_line(capsys) and sorted(p.name for p in outside.iterdir()) == ["svd_00001_.gif"]

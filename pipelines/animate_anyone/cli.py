@@ -83,14 +83,13 @@ def _progress(step: int, total: int, preview=None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import torch
-    from PIL import Image
 
     from ..context import MoveToDeviceStager, RunContext
     from ..errors import InputError
-    from ..images import from_uint8
+    from ..images import from_uint8, open_image
     from ..video import DecodeOptions, read_frames
     from .loading import load_models
-    from .pipeline import animate
+    from .pipeline import animate, check_memory, checked_settings
     from .settings import AnimateAnyoneSettings
 
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
@@ -98,15 +97,17 @@ def run(args: argparse.Namespace) -> int:
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
     if not args.reference.is_file():
         raise InputError("reference", f"'{args.reference}' is not a file.", "an image file")
+    reference = open_image(args.reference, "reference")
     poses, pose_fps = read_frames(args.poses, DecodeOptions(frame_cap=args.frames))
     settings = AnimateAnyoneSettings(args.width, args.height, args.steps, args.guidance, args.seed, args.context_frames,
                                      args.context_overlap, args.context_stride, args.fit)
+    check_memory(checked_settings(settings, 10**6), len(poses), device, dtype)  # before loading models
     print(f"loading models ({precision} on {device})", file=sys.stderr)
     models = load_models(_files(args), dtype)
     offload = torch.device("cpu") if device.type != "cpu" else None
     context = RunContext(device=device, dtype=dtype, stager=MoveToDeviceStager(device, offload), progress=_progress)
     print(f"animating {len(poses)} frames at {args.width}x{args.height}", file=sys.stderr)
-    result = animate(models, Image.open(args.reference), from_uint8(poses), settings, context)
+    result = animate(models, reference, from_uint8(poses), settings, context)
     _write(result.frames, args.output, args.fps or pose_fps)
     print(args.output)
     return 0

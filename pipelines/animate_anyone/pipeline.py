@@ -109,7 +109,7 @@ def checked_settings(settings: AnimateAnyoneSettings, max_window: int) -> Animat
             raise InputError(name, f"is {value}.", "at least 64 (it is rounded down to a multiple of 8)")
     if settings.steps < 1:
         raise InputError("steps", f"is {settings.steps}.", "at least 1")
-    if settings.guidance < 0:
+    if not 0 <= settings.guidance < float("inf"):
         raise InputError("guidance", f"is {settings.guidance}.", "0 or more (1 or less turns guidance off)")
     if not 1 <= settings.context_frames <= max_window:
         raise InputError("context_frames", f"is {settings.context_frames}.",
@@ -123,6 +123,40 @@ def checked_settings(settings: AnimateAnyoneSettings, max_window: int) -> Animat
         raise InputError("fit", f"'{settings.fit}' is unknown.", "one of " + ", ".join(FITS))
     return replace(settings, width=settings.width // VAE_FACTOR * VAE_FACTOR,
                    height=settings.height // VAE_FACTOR * VAE_FACTOR)
+
+
+def estimated_memory_bytes(settings: AnimateAnyoneSettings, frames: int, dtype: torch.dtype) -> int:
+    """A lower bound on what a job needs at once: the largest stage (the UNet over one context window
+    with guidance, the pose guider over every frame, the VAE decoding one frame) plus the frames."""
+    size = torch.finfo(dtype).bits // 8 if dtype.is_floating_point else 4
+    pixels = settings.width * settings.height
+    latent_pixels = pixels // (VAE_FACTOR * VAE_FACTOR)
+    window = min(settings.context_frames, frames)
+    unet = 2 * window * 320 * latent_pixels * size * 6
+    pose_guider = frames * 16 * pixels * size
+    vae = 128 * pixels * size * 4
+    frame_batches = frames * pixels * 3 * 4 * 3
+    return max(unet, pose_guider, vae) + frame_batches
+
+
+def device_memory_bytes(device) -> int:
+    """What a job may use on ``device``: the GPU's whole memory (models can be offloaded), else free RAM."""
+    from ..errors import available_memory_bytes
+
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_properties(device.index or 0).total_memory
+    return available_memory_bytes()
+
+
+def check_memory(settings: AnimateAnyoneSettings, frames: int, device, dtype: torch.dtype) -> None:
+    """Refuse, before allocating anything, a job whose estimate exceeds the device's memory."""
+    from ..errors import memory_refusal
+
+    needed, available = estimated_memory_bytes(settings, frames, dtype), device_memory_bytes(device)
+    if needed > available:
+        raise memory_refusal("width/height", f"animating {frames} frames at {settings.width}x{settings.height}",
+                             needed, available, "a smaller width/height, fewer context_frames or fewer pose frames")
 
 
 def initial_noise(seed: int, frames: int, width: int, height: int) -> torch.Tensor:
@@ -243,6 +277,7 @@ def animate(models: AnimateAnyoneModels, reference_image, pose_frames, settings:
     if len(references) != 1:
         raise InputError("reference_image", f"has {len(references)} images", "one image")
     poses = _pil_frames(pose_frames, "pose_frames")
+    check_memory(settings, len(poses), ctx.device, ctx.dtype)
     reference = _fit(references[0], settings.width, settings.height, settings.fit)
     if noise is None:
         noise = initial_noise(settings.seed, len(poses), settings.width, settings.height)

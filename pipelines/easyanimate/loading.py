@@ -16,6 +16,7 @@ second full copy of the weights in memory. Every loader checks that every key la
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -152,8 +153,12 @@ def load_t5(folder: Path, dtype: torch.dtype):
 
     if not (Path(folder) / "config.json").is_file():
         raise ModelNotFoundError("T5 text encoder", "'config.json'", [str(folder)])
-    model, info = T5EncoderModel.from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True,
-                                                 output_loading_info=True)
+    try:
+        model, info = T5EncoderModel.from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True,
+                                                     output_loading_info=True)
+    except pickle.UnpicklingError as error:  # transformers reads .bin with weights_only=True: code is refused
+        raise CheckpointError(f"'{folder}': the T5 weights hold more than plain tensors (pickled code?) and were refused "
+                              f"(torch.load weights_only=True): {str(error).splitlines()[0][:200]}") from None
     check_loading_info(info, folder, "the T5 text encoder")
     if dtype in (torch.float32, torch.float64):
         model = model.to(dtype)

@@ -357,7 +357,9 @@ def generate(parts: SVDComponents, image: torch.Tensor, settings: SVDSettings, c
     settings = settings.resolved()
     native = parts.num_frames
     _check(settings, native)
-    image = image_ops.check_image_batch(image, "image")[:1]
+    image = image_ops.check_image_batch(image, "image")
+    if image.shape[0] != 1:
+        raise InputError("image", f"has {image.shape[0]} images", "one image (pick one, e.g. with ComfyUI's Image From Batch)")
     width, height = target_size(image.shape[2], image.shape[1], settings, _size_multiple(parts))
     resized = image_ops.resize_batch(image, width, height, settings.resize_mode)
     pixels = (resized.permute(0, 3, 1, 2) * 2.0 - 1.0).to(ctx.device)

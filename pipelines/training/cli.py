@@ -116,8 +116,11 @@ def _run_recipe(args) -> int:
 
 def _run_prepare_poses(args) -> int:
     from ...cli import default_models_dir
+    from ..errors import InputError
     from .prepare import build_renderer, prepare_pose_videos
 
+    if not Path(args.videos).is_dir():  # before the pose models are looked for
+        raise InputError("VIDEOS_DIR", f"'{args.videos}' does not exist or is not a folder", "a folder of videos")
     options = {"models_dir": str(args.models_dir or default_models_dir()), "device": args.device}
     prepare_pose_videos(args.videos, build_renderer(args.renderer, options), args.pose_dir, args.meta, args.overwrite)
     return 0
