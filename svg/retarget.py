@@ -243,16 +243,16 @@ def _unwrap(angles: np.ndarray, known: np.ndarray) -> np.ndarray:
 
 
 def _close_loop(values: np.ndarray, angular: bool) -> np.ndarray:
-    """Bend the last quarter of a ``[F, ...]`` signal towards frame 0, so frame 0 follows the last frame
-    with a step no bigger than the motion's own (the gap is spread over the ramp's frames)."""
+    """Spread the gap between the last frame and frame 0 of a ``[F, ...]`` signal evenly over the clip
+    (frame f moves by f/F of it), so frame 0 follows the last frame after a step of gap/F and frame 0
+    itself is unchanged."""
     count = len(values)
-    ramp = max(1, count // 4)
     if count < 3:
         return values
     gap = values[0] - values[-1]
     if angular:
         gap = (gap + np.pi) % (2 * np.pi) - np.pi
-    weight = np.clip((np.arange(count) - (count - 1 - ramp)) / (ramp + 1), 0, None)
+    weight = np.arange(count) / count
     return values + weight.reshape((-1,) + (1,) * (values.ndim - 1)) * gap
 
 
