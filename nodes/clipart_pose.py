@@ -54,8 +54,9 @@ class AnimateSuiteAnimateClipartFromPose:
                                               "'3 right_elbow' (joints: " + ", ".join(JOINTS) + "). The figure's left in the "
                                               "picture is the driver's right."}),
                 "follow": (list(FOLLOW), {"default": FOLLOW[0],
-                                          "tooltip": "pose: the figure takes the driver's bone directions. motion: the driver's "
-                                                     "changes since its first frame are added to the drawn pose (frame 0 is the artwork)."}),
+                                          "tooltip": "motion: the driver's changes since its first frame are added to the drawn pose "
+                                                     "(frame 0 is the artwork). pose: the figure takes the driver's bone directions "
+                                                     "(folds art drawn in a very different pose)."}),
                 "no_person": (list(NO_PERSON), {"default": NO_PERSON[0],
                                                 "tooltip": "Frames without a person (or a joint): interpolate between the frames around them, or hold the last."}),
                 "move": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 5.0, "step": 0.05,
@@ -63,7 +64,7 @@ class AnimateSuiteAnimateClipartFromPose:
             },
         }
 
-    def animate(self, clipart, pose_keypoint, fps, smoothing, loop, map="", follow="pose", no_person="interpolate", move=1.0):
+    def animate(self, clipart, pose_keypoint, fps, smoothing, loop, map="", follow="motion", no_person="interpolate", move=1.0):
         from ..pose.openpose_json import from_pose_keypoint
         from ..svg import retarget
         from ..svg.animate import folds
@@ -77,7 +78,7 @@ class AnimateSuiteAnimateClipartFromPose:
             log.warning("Animate Clipart from Pose: %d of %d frames show no person (%s)",
                         len(animation.motion["frames_without_person"]), len(frames), no_person)
         if folds(clipart.rig, animation.keypoints):
-            log.warning("Animate Clipart from Pose: some poses fold the artwork; try follow=motion or a map")
+            log.warning("Animate Clipart from Pose: some poses fold the artwork (follow=%s); try the other follow or a map", follow)
         used = {int(k): retarget.joint_index(v) for k, v in animation.motion["map"].items()}
         return (animation, float(fps), retarget.map_text(used))
 

@@ -26,7 +26,7 @@ def add_pose_arguments(parser) -> None:
                             "human-like skeletons")
     group.add_argument("--smoothing", type=int, default=2, help="frames each side averaged against jitter (0: none)")
     group.add_argument("--follow", choices=FOLLOW, default=FOLLOW[0],
-                       help="pose: take the driver's bone directions; motion: add its changes to the drawn pose")
+                       help="motion: add the driver's changes to the drawn pose; pose: take the driver's bone directions")
     group.add_argument("--no-person", choices=NO_PERSON, default=NO_PERSON[0],
                        help="frames without a person: interpolate between neighbours or hold the last")
     group.add_argument("--move", type=float, default=1.0, help="how far the figure follows the driver across the frame")

@@ -10,9 +10,10 @@ best person drives the figure. The map pairs clipart keypoints with driving join
 rigid piece, turned as the driver's mapped body joints turn and shifted as they move (scaled to the
 figure's size); every other bone keeps its length and takes the direction of the driving bone between its
 joint and the nearest mapped keypoint above it, so joint angles come from the driver; unmapped bones
-turn with the bone above them. ``follow="pose"`` copies the driver's bone directions (the figure takes
-the driver's pose); ``follow="motion"`` adds the driver's changes since its first frame to the drawn pose
-(frame 0 is the artwork). Jitter is smoothed with ``pose.align.smooth``; frames without a person (or a
+turn with the bone above them. ``follow="motion"`` (the default) adds the driver's changes since its
+first frame to the drawn pose (frame 0 is the artwork; fewest folds when the art is drawn in another pose
+than the driver starts in); ``follow="pose"`` copies the driver's bone directions (the figure takes the
+driver's pose). Jitter is smoothed with ``pose.align.smooth``; frames without a person (or a
 joint) are interpolated between the frames around them or hold the last seen value; ``loop`` bends the
 last frames towards the first so the clip repeats seamlessly. The keypoints then drive the same ARAP
 mesh as the procedural presets, and the result is the same ``ClipartAnimation``.
@@ -35,7 +36,7 @@ JOINTS = ("nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_
 MID_HIP = JOINTS.index("mid_hip")
 HIPS = (JOINTS.index("right_hip"), JOINTS.index("left_hip"))
 NO_PERSON = ("interpolate", "hold")
-FOLLOW = ("pose", "motion")
+FOLLOW = ("motion", "pose")
 MAX_FRAMES = 5000
 # Chains from the body outwards with each joint's usual place along the limb (fraction of its length).
 ARM_FROM_NECK = (("neck", 0.0), ("shoulder", 0.3), ("elbow", 0.65), ("wrist", 1.0))
@@ -52,7 +53,7 @@ class RetargetSettings:
     sigma: float = 1.0
     no_person: str = "interpolate"  # or "hold"
     loop: bool = False
-    follow: str = "pose"  # "pose": copy the driver's bone directions; "motion": add its changes to the drawn pose
+    follow: str = "motion"  # "motion": add the driver's changes to the drawn pose; "pose": copy its bone directions
     move: float = 1.0  # how far the figure follows the driver's body across the frame (0: stays in place)
     min_score: float = 0.3  # joints scoring below this count as not seen
 

@@ -122,7 +122,7 @@ def test_non_human_skeleton_asks_for_a_map():
     mapping = {0: J["left_shoulder"], 1: J["left_elbow"], 2: J["left_wrist"]}
     joints = np.stack([np.r_[dancer(a), STANDING[8:9] * 0 + STANDING[[8, 11]].mean(0, keepdims=True)] for a in (0, 1)])
     seen = np.ones(joints.shape[:2], bool)
-    poses = retarget.retarget(keypoints, bones, mapping, joints, seen, _settings())
+    poses = retarget.retarget(keypoints, bones, mapping, joints, seen, _settings(follow="pose"))
     bone = poses[:, 2] - poses[:, 1]
     driver = joints[:, J["left_wrist"]] - joints[:, J["left_elbow"]]
     assert np.allclose(_wrapped(_angle(bone) - _angle(driver)), 0, atol=1e-9)
