@@ -253,3 +253,20 @@ def test_lottie_in_real_browser(animation, renderer, tmp_path):
     shots = {f: np.asarray(Image.open(tmp_path / "shots" / f"frame_{f}.png").convert("RGB"), np.float32) / 255 for f in (0, 5)}
     pack_change = float(np.abs(expected[0] - expected[5]).mean())
     assert pack_change > 0.002 and abs(float(np.abs(shots[0] - shots[5]).mean()) - pack_change) < 0.3 * pack_change
+
+
+@pytest.mark.parametrize("format_index, suffix", [(0, ".lottie"), (1, ".lottie.json")])
+def test_save_node_writes_into_the_output_folder(comfy, animation, format_index, suffix):
+    module = comfy.module("nodes.clipart_pose")
+    node = module.AnimateSuiteSaveClipartLottie()
+    result = node.save(animation, "AnimateSuite/lottie_test", 64, module.LOTTIE_FORMATS[format_index], True)
+    (name,) = result["ui"]["text"]
+    path = Path(comfy.output) / "AnimateSuite" / name
+    assert name.endswith(suffix) and path.is_file()
+    document = lottie.read_dotlottie(path.read_bytes())[1] if suffix == ".lottie" else json.loads(path.read_text())
+    check_lottie_schema(document)
+    assert document["w"] == 64 and document["op"] == animation.num_frames
+    with pytest.raises(comfy.module("pipelines.errors").InputError, match="format"):
+        node.save(animation, "AnimateSuite/lottie_test", 64, "gif", True)
+    with pytest.raises(comfy.module("pipelines.errors").InputError):
+        node.save(animation, "../outside", 64, module.LOTTIE_FORMATS[0], True)
