@@ -19,6 +19,7 @@ from comfyui_animate_suite.svg.animate import (ClipartAnimation, animation_from_
                                                motion_record, render_animation)
 from comfyui_animate_suite.svg.export import motion_json, parse_motion_json
 from comfyui_animate_suite.svg.skeleton import bone_lengths
+from pose_driving_testlib import STANDING, dance, dancer, pose_frame
 
 REPO = Path(__file__).resolve().parents[1]
 GINGERBREAD = REPO / "examples" / "gingerbread.svg"
@@ -26,42 +27,6 @@ GINGERBREAD = REPO / "examples" / "gingerbread.svg"
 SHARED = next((p for p in (REPO.parent / "shared", REPO.parent.parent / "shared") if p.is_dir()), REPO.parent / "shared")
 SHARED_CLIPART = SHARED / "data" / "clipart"
 J = {name: index for index, name in enumerate(retarget.JOINTS)}
-# A person facing the viewer on a 400x600 picture (OpenPose-18 order): their right side is on the left.
-STANDING = np.array([(200, 80), (200, 130), (165, 130), (155, 190), (150, 250), (235, 130), (245, 190), (250, 250),
-                     (180, 260), (178, 350), (176, 440), (220, 260), (222, 350), (224, 440), (192, 72), (208, 72),
-                     (185, 78), (215, 78)], np.float64)
-
-
-def _turn(points, centre, angle):
-    c, s = math.cos(angle), math.sin(angle)
-    d = points - centre
-    return centre + np.stack([c * d[..., 0] - s * d[..., 1], s * d[..., 0] + c * d[..., 1]], -1)
-
-
-def dancer(raise_arm: float, kick: float = 0.0, shift=(0.0, 0.0)) -> np.ndarray:
-    """The standing person with the left arm raised (elbow bent as much again) and the right leg kicked."""
-    joints = STANDING.copy()
-    joints[[6, 7]] = _turn(joints[[6, 7]], joints[5], -raise_arm)
-    joints[7] = _turn(joints[7], joints[6], -raise_arm)
-    joints[[9, 10]] = _turn(joints[[9, 10]], joints[8], kick)
-    return joints + np.asarray(shift)
-
-
-def pose_frame(joints, width=400, height=600, score=0.9) -> FramePose:
-    if joints is None:
-        return FramePose(width, height)
-    keypoints = np.zeros((1, NUM_POINTS, 2))
-    scores = np.zeros((1, NUM_POINTS))
-    keypoints[0, :18] = joints
-    scores[0, :18] = score
-    return FramePose(width, height, keypoints, scores)
-
-
-def dance(count=24):
-    return [pose_frame(dancer(1.2 * math.sin(math.pi * f / count), 0.4 * math.sin(2 * math.pi * f / count),
-                              (12 * math.sin(2 * math.pi * f / count), 0))) for f in range(count)]
-
-
 def _angle(vector) -> np.ndarray:
     return np.arctan2(vector[..., 1], vector[..., 0])
 
@@ -350,3 +315,24 @@ def test_cli_runs_a_driving_video_through_dwpose(tmp_path):
         assert json.loads((tmp_path / "x.json").read_text())["num_frames"] == 4
     missing = subprocess.run(command + [str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120)
     assert missing.returncode != 0 and "yolox_l.onnx" in missing.stderr.strip().splitlines()[-1]
+
+
+def test_node_chain_pose_json_to_gif_svg_and_lottie(comfy, run_node):
+    """The example workflow's chain after DWPose, node to node in the ComfyUI runtime: Load Pose JSON ->
+    Animate Clipart from Pose -> Render -> Save Animation, Save Clipart SVG, Save Clipart Lottie."""
+    openpose_json.save(openpose_json.to_pose_keypoint(dance(10)), comfy.input / "dance_poses.json")
+    (pose_keypoint,) = run_node("AnimateSuiteLoadPoseJSON", file="dance_poses.json")
+    clipart, _ = run_node("AnimateSuiteLoadClipart", svg="(pack example) gingerbread.svg", canvas=256,
+                          keypoints="side files, else detect", complexity=0.5, max_tri_area=30.0, min_tri_angle=20.0)
+    animation, fps, used = run_node("AnimateSuiteAnimateClipartFromPose", clipart=clipart, pose_keypoint=pose_keypoint,
+                                    fps=10.0, smoothing=2, loop=True)
+    assert animation.num_frames == 10 and fps == 10.0 and "2 mid_hip" in used
+    images, _ = run_node("AnimateSuiteRenderClipart", animation=animation, size=96, background="white")
+    assert images.shape == (10, 96, 96, 3) and (images[0] - images[5]).abs().mean() > 1e-3
+    nodes = comfy.package.NODE_CLASS_MAPPINGS
+    saved = nodes["AnimateSuiteSaveAnimation"]().save(images, fps, "pose_chain/clip", "gif", 0, 85)
+    svg = nodes["AnimateSuiteSaveClipartSVG"]().save(animation, "pose_chain/clip", 96, False, True)
+    lottie_file = nodes["AnimateSuiteSaveClipartLottie"]().save(animation, "pose_chain/clip", 96, "lottie (dotLottie)", True)
+    written = sorted(p.name for p in (comfy.output / "pose_chain").iterdir())
+    assert any(n.endswith(".gif") for n in written) and any(n.endswith(".svg") for n in written)
+    assert lottie_file["ui"]["text"][0] in written and svg["ui"]["clipart_svg"] and saved

@@ -27,7 +27,8 @@ try {
     await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
     writeFileSync(`${outDir}/frame_${frame}.png`, await page.locator("#stage").screenshot());
   }
-  console.log(JSON.stringify({ played: frames.length, renderer, version: await page.evaluate(() => lottie.version) }));
+  const drawnWith = await page.evaluate(() => document.getElementById("stage").firstElementChild.tagName.toLowerCase());
+  console.log(JSON.stringify({ played: frames.length, renderer, drawnWith, version: await page.evaluate(() => lottie.version) }));
 } finally {
   await browser.close();
 }
