@@ -220,7 +220,7 @@ def _browser_tools():
         missing.append("node")
     for package in ("lottie-web", "playwright-core"):
         if not (WEB / "node_modules" / package / "package.json").is_file():
-            missing.append(f"{package} (cd tests/web && npm install)")
+            missing.append(f"{package} (cd tests/web && npm ci)")
     if missing:
         reason = "browser check needs " + ", ".join(missing)
         if os.environ.get("CI", "").lower() == "true":
