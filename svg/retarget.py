@@ -201,8 +201,11 @@ def driving_joints(frames, settings: RetargetSettings) -> tuple[np.ndarray, np.n
         if frame.num_people == 0:
             single.append(frame)
             continue
-        best = frame.best_person()
-        single.append(FramePose(frame.width, frame.height, frame.keypoints[best:best + 1], frame.scores[best:best + 1]))
+        keypoints, scores = frame.keypoints.copy(), frame.scores.copy()
+        broken = ~np.isfinite(keypoints).all(-1) | ~np.isfinite(scores)  # unreadable points count as not seen
+        keypoints[broken], scores[broken] = 0.0, 0.0
+        best = FramePose(frame.width, frame.height, keypoints, scores).best_person()
+        single.append(FramePose(frame.width, frame.height, keypoints[best:best + 1], scores[best:best + 1]))
     single = smooth(single, settings.smoothing, settings.sigma, settings.min_score) if settings.smoothing else single
     joints = np.zeros((len(single), len(JOINTS), 2))
     seen = np.zeros((len(single), len(JOINTS)), bool)

@@ -204,6 +204,15 @@ def test_smoothing_removes_jitter(gingerbread):
     assert jitter(smooth) < 0.5 * jitter(rough)
 
 
+def test_non_finite_joints_count_as_not_seen(gingerbread):
+    frames = [pose_frame(dancer(a)) for a in np.linspace(0, 1, 5)]
+    frames[2].keypoints[0, J["left_wrist"]] = np.nan
+    frames[3].scores[0, J["left_elbow"]] = np.inf
+    for smoothing in (0, 2):
+        poses = _animate(gingerbread, frames, smoothing=smoothing).keypoints
+        assert torch.isfinite(poses).all()
+
+
 def test_best_person_drives_and_no_person_at_all_is_an_error(gingerbread):
     crowd = pose_frame(dancer(1.0))
     other = pose_frame(dancer(-0.5), score=0.4)
