@@ -206,7 +206,7 @@ def test_smoothing_removes_jitter(gingerbread):
 
 def test_non_finite_joints_count_as_not_seen(gingerbread):
     frames = [pose_frame(dancer(a)) for a in np.linspace(0, 1, 5)]
-    frames[2].keypoints[0, J["left_wrist"]] = np.nan
+    frames[2].keypoints[0, [J["left_wrist"], J["neck"], J["right_hip"]]] = np.nan
     frames[3].scores[0, J["left_elbow"]] = np.inf
     for smoothing in (0, 2):
         poses = _animate(gingerbread, frames, smoothing=smoothing).keypoints
