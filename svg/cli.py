@@ -33,7 +33,7 @@ def register(subparsers) -> None:
     from .pose_cli import add_pose_arguments
 
     parser = subparsers.add_parser(
-        "clipart", help="animate SVG clipart (procedural presets without a model, or text-guided with --prompt)",
+        "clipart", help="animate SVG clipart (procedural presets without a model, text-guided with --prompt, pose-driven with --pose)",
         description=DESCRIPTION, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("input", type=Path, help="the SVG to animate")
     parser.add_argument("--out", type=Path, required=True,
