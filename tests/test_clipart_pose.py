@@ -13,7 +13,7 @@ import torch
 
 from comfyui_animate_suite.pipelines.errors import InputError
 from comfyui_animate_suite.pose import openpose_json
-from comfyui_animate_suite.pose.keypoints import NUM_POINTS, FramePose
+from comfyui_animate_suite.pose.keypoints import FramePose
 from comfyui_animate_suite.svg import retarget
 from comfyui_animate_suite.svg.animate import (ClipartAnimation, animation_from_record, animation_svg, load_clipart,
                                                motion_record, render_animation)
