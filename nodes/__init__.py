@@ -1,9 +1,9 @@
 """ComfyUI node registration. The only package that imports ComfyUI."""
 
-from . import animate_anyone, clipart, clipart_sds, comfy_bridge, easyanimate, faces, pose, stable_animator, svd, video_nodes
+from . import animate_anyone, clipart, clipart_pose, clipart_sds, comfy_bridge, easyanimate, faces, pose, stable_animator, svd, video_nodes
 
 # Each node module lists its classes in NODE_CLASSES; class names carry the AnimateSuite prefix.
-_NODE_MODULES = (video_nodes, pose, faces, clipart, clipart_sds, svd, easyanimate, animate_anyone, stable_animator)
+_NODE_MODULES = (video_nodes, pose, faces, clipart, clipart_sds, clipart_pose, svd, easyanimate, animate_anyone, stable_animator)
 
 comfy_bridge.register_model_folders()
 

@@ -7,11 +7,11 @@ procedural one.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
-OUTPUT_SUFFIXES = (".gif", ".webp", ".mp4", ".svg", ".json", "")  # "" = a folder of PNG frames and SVG frames
+OUTPUT_SUFFIXES = (".gif", ".webp", ".mp4", ".svg", ".json", ".lottie", "")  # "" = a folder of PNG frames and SVG frames
+LOTTIE_NAMES = (".lottie", ".lottie.json")  # dotLottie, plain Lottie JSON (.json alone is the motion file)
 PROCEDURAL_FRAMES = 24
 PROCEDURAL_FPS = 12.0
 
@@ -21,19 +21,23 @@ DESCRIPTION = (
     "a folder of PNG and SVG frames or the motion JSON, chosen by the suffix of --out. Keypoints and bones come "
     "from AniClipart's side files next to the SVG (<name>_keypoint.svg, <name>_skeleton.txt, <name>_layer.json) "
     "or are detected from the silhouette. --replay MOTION.json re-renders a saved motion at any --size. "
-    "--prompt animates it from a caption instead, with AniClipart's text-to-video prior (a model, best on a GPU).")
+    "--prompt animates it from a caption instead, with AniClipart's text-to-video prior (a model, best on a GPU). "
+    "--pose drives it with a human pose sequence (a video through DWPose, or OpenPose JSON). "
+    "--out x.lottie writes dotLottie, x.lottie.json plain Lottie JSON.")
 
 
 def register(subparsers) -> None:
     from ..pipelines.aniclipart.prompt_cli import add_prompt_arguments
     from .motion import PRESETS
+    from .pose_cli import add_pose_arguments
 
     parser = subparsers.add_parser(
-        "clipart", help="animate SVG clipart (procedural presets without a model, or text-guided with --prompt)",
+        "clipart", help="animate SVG clipart (procedural presets without a model, text-guided with --prompt, pose-driven with --pose)",
         description=DESCRIPTION)
     parser.add_argument("input", type=Path, help="the SVG to animate")
     parser.add_argument("--out", type=Path, required=True,
-                        help="output: .gif, .webp, .mp4, .svg (animated), .json (motion) or a folder (PNG + SVG frames)")
+                        help="output: .gif, .webp, .mp4, .svg (animated), .json (motion), .lottie (dotLottie), .lottie.json "
+                             "(Lottie JSON) or a folder (PNG + SVG frames)")
     parser.add_argument("--motion", choices=PRESETS, default="wave", help="procedural motion preset (default %(default)s)")
     parser.add_argument("--frames", type=int, default=None,
                         help=f"number of frames; if not given {PROCEDURAL_FRAMES}, with --prompt the preset's")
@@ -58,6 +62,7 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default=None,
                         help="torch device, e.g. cuda; if not given cpu, with --prompt cuda when available")
     add_prompt_arguments(parser)
+    add_pose_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -135,7 +140,7 @@ def run(args) -> int:
     out = args.out
     suffix = out.suffix.lower()
     if suffix not in OUTPUT_SUFFIXES:
-        raise InputError("--out", f"has the suffix '{out.suffix}'", "one of .gif .webp .mp4 .svg .json, or a folder")
+        raise InputError("--out", f"has the suffix '{out.suffix}'", "one of .gif .webp .mp4 .svg .json .lottie .lottie.json, or a folder")
     if args.size is not None and not 16 <= args.size <= 4096:
         raise InputError("--size", f"is {args.size}", "16 to 4096 pixels")
     background = _background(args.background)
@@ -156,6 +161,10 @@ def run(args) -> int:
             from ..pipelines.aniclipart.prompt_cli import run_prompt
 
             animation = run_prompt(args, clipart)
+        elif args.pose is not None:
+            from .pose_cli import run_pose
+
+            animation = run_pose(args, clipart)
         else:
             frames = PROCEDURAL_FRAMES if args.frames is None else args.frames
             fps = PROCEDURAL_FPS if args.fps is None else args.fps
@@ -184,6 +193,10 @@ def write_outputs(animation, out: Path, size, background, ctx) -> list[Path]:
     from .export import motion_json
 
     suffix = out.suffix.lower()
+    if out.name.lower().endswith(LOTTIE_NAMES):
+        from .lottie import write_lottie
+
+        return [write_lottie(animation, out, size)]
     if suffix == ".svg":
         out.write_text(animation_svg(animation, size), encoding="utf-8")
         return [out]
