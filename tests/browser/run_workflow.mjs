@@ -77,7 +77,7 @@ async function previews(page, nodeIds) {
     const seen = {};
     for (const id of ids) {
       const node = window.app.graph.getNodeById(Number(id)) ?? window.app.graph.getNodeById(id);
-      const found = [];
+      const found = [];  // one entry per loaded <img>/<video>
       for (const img of node?.imgs ?? []) {
         if (img.complete && img.naturalWidth > 0) found.push(`img ${img.naturalWidth}x${img.naturalHeight}`);
       }
@@ -90,7 +90,7 @@ async function previews(page, nodeIds) {
           if (el.tagName === "VIDEO" && el.videoWidth > 0) found.push(`video ${el.videoWidth}x${el.videoHeight}`);
         }
       }
-      seen[id] = found;
+      seen[id] = [...new Set(found)];
     }
     return seen;
   }, nodeIds);

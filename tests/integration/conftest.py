@@ -77,6 +77,7 @@ def pytest_terminal_summary(terminalreporter):
     header = "| workflow | seconds | outputs | preview seen |"
     lines = [header, "|---|---|---|---|"]
     lines += [f"| {row['workflow']} | {row['seconds']} | {row['outputs']} | {row['preview']} |" for row in TABLE]
+    lines += [f"- {row['workflow']}: {problem}" for row in TABLE for problem in row.get("problems", [])]
     terminalreporter.write_sep("-", "real ComfyUI: example workflows")
     for line in lines:
         terminalreporter.write_line(line)

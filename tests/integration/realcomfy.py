@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -91,6 +88,16 @@ def stop(process: subprocess.Popen) -> None:
         process.kill()
         process.wait(timeout=30)
 
+
+# Widget name -> the value it is lowered to (never raised), so that every workflow finishes on CPU with the
+# tiny models: image sizes, sampling steps, frame counts, optimisation iterations, context windows.
+SHRINK = {
+    "width": 64, "height": 64, "size": 128, "canvas": 128, "steps": 2, "frames": 5, "frame_cap": 6, "iterations": 2,
+    "context_frames": 4, "context_overlap": 2, "tile_size": 4, "tile_overlap": 2,
+    "hjb_end_step": 2, "hjb_iterations": 1,
+}
+# Where 0 stands for a preset (SVD's 25 frames, AniClipart's iteration count) the widget is set as well.
+ZERO_MEANS_PRESET = ["frames", "iterations"]
 
 # Rows of the per-workflow table, printed at the end of the session (conftest's terminal summary).
 TABLE: list[dict] = []

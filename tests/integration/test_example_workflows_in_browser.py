@@ -20,23 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from realcomfy import REPO, RESULTS, TABLE, http_json, unavailable
+from realcomfy import REPO, RESULTS, SHRINK, TABLE, ZERO_MEANS_PRESET, http_json, unavailable
 
 BROWSER_DIR = REPO / "tests" / "browser"
 WORKFLOWS = sorted((REPO / "example_workflows").glob("*.json"))
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 WORKFLOW_TIMEOUT = 900  # seconds for one queued workflow on CPU (the tiny models take far less)
-
-# Widget name -> the value it is lowered to (never raised), so that every workflow finishes on CPU with the
-# tiny models: image sizes, sampling steps, frame counts, optimisation iterations, context windows.
-SHRINK = {
-    "width": 64, "height": 64, "size": 128, "steps": 2, "frames": 5, "frame_cap": 6, "iterations": 2,
-    "context_frames": 4, "context_overlap": 2, "tile_size": 4, "tile_overlap": 2,
-    "hjb_end_step": 2, "hjb_iterations": 1,
-}
-# Where 0 stands for a preset (SVD's 25 frames, AniClipart's iteration count) the widget is set as well.
-ZERO_MEANS_PRESET = ["frames", "iterations"]
-
 
 @pytest.fixture(scope="session")
 def browser_tools():
@@ -71,17 +60,27 @@ def files_of(entry: dict) -> list[dict]:
             for item in value if isinstance(item, dict) and "filename" in item]
 
 
+def saved_files(entry: dict, base) -> list[Path]:
+    """Where the files an output node reported are: media items (filename, subfolder, type) and the bare
+    file names of text-only outputs (Save Pose JSON), found under the output folder."""
+    paths = []
+    for item in files_of(entry):
+        folder = base.output if item.get("type", "output") == "output" else base.root / item["type"]
+        paths.append(folder / item.get("subfolder", "") / item["filename"])
+    if not paths:
+        for name in entry.get("text", []):
+            paths += list(base.output.rglob(name)) or [base.output / name]
+    return paths
+
+
 def file_problems(outputs: dict, expected: dict[str, str], base) -> list[str]:
     problems = []
     for node_id, node_type in expected.items():
-        files = files_of(outputs.get(node_id, {}))
-        if not files:
+        paths = saved_files(outputs.get(node_id, {}), base)
+        if not paths:
             problems.append(f"output node {node_type}#{node_id} reported no file")
-        for item in files:
-            folder = base.output if item.get("type", "output") == "output" else base.root / item["type"]
-            path = folder / item.get("subfolder", "") / item["filename"]
-            if not path.is_file() or path.stat().st_size == 0:
-                problems.append(f"{node_type}#{node_id}: {path} is missing or empty")
+        problems += [f"{node_type}#{node_id}: {path} is missing or empty" for path in paths
+                     if not path.is_file() or path.stat().st_size == 0]
     return problems
 
 
@@ -102,7 +101,7 @@ def report_problems(report: dict, expected: dict[str, str], base) -> list[str]:
         return problems
     problems += file_problems(report["outputs"], expected, base)
     problems += [f"no preview shown in output node {expected.get(i, '?')}#{i}"
-                 for i, seen in report["previews"].items() if not seen]
+                 for i, seen in report["previews"].items() if not seen and files_of(report["outputs"][i])]
     problems += [f"overlapping nodes after the run: {pair}" for pair in report["overlaps"]]
     problems += [f"web extension error: {error}" for error in report["extensionErrors"]]
     return problems
@@ -118,12 +117,14 @@ def test_example_workflow_runs_from_the_front_end(workflow_path, comfy_server, b
     report = run_in_browser(browser_tools, comfy_server.url, workflow_path, RESULTS / f"{workflow_path.stem}.png")
     (RESULTS / f"{workflow_path.stem}.json").write_text(json.dumps(report, indent=1))
     problems = report_problems(report, expected, comfy_server.base)
-    outputs = sorted(item["filename"] for entry in report.get("outputs", {}).values() for item in files_of(entry))
-    seen = report.get("previews", {})
+    outputs = sorted({path.name for entry in report.get("outputs", {}).values()
+                      for path in saved_files(entry, comfy_server.base)})
+    seen = {i: found for i, found in report.get("previews", {}).items() if files_of(report["outputs"][i])}
     TABLE.append({
         "workflow": workflow_path.stem,
         "seconds": f"{report.get('seconds', time.monotonic() - started):.1f}",
         "outputs": ", ".join(outputs) or "none",
         "preview": ", ".join(f"{expected.get(i, i)}: {'yes' if s else 'NO'}" for i, s in seen.items()) or "-",
+        "problems": problems,
     })
     assert not problems, f"{workflow_path.name} in the real front end:\n- " + "\n- ".join(problems)
