@@ -117,3 +117,24 @@ def build_inputs(inputs: Path) -> None:
     for name in ("dance.mp4", "driving_video.mp4", "your_video.mp4"):
         write_video(_moving(96, 128, 8), inputs / name, fps=8.0, quality=90)
 
+
+
+def _write_t2v(models: Path) -> None:
+    tiny_t2v.build_t2v_folder(models / "diffusers" / "text-to-video-ms-1.7b")
+
+
+# What each loader family needs, for tests that load one family at a time.
+FAMILY_BUILDERS = {
+    "svd": lambda models: write_svd_xt(models / "checkpoints" / "svd_xt.safetensors", models.parent / "tiny_svd_configs"),
+    "animate_anyone": lambda models: write_animate_anyone(models / "animate_anyone"),
+    "stable_animator": lambda models: (tiny_sa.write_weights(models / "stable_animator"),
+                                       write_svd_xt(models / "checkpoints" / "svd_xt.safetensors",
+                                                    models.parent / "tiny_svd_configs")),
+    "easyanimate_v1": write_easyanimate_v1,
+    "easyanimate_v51": lambda models: tiny_ea.write_v51(models / "easyanimate" / "EasyAnimateV5.1-7b-zh-diffusers"),
+    "t2v_prior": _write_t2v,
+}
+
+
+def build_family(name: str, models: Path) -> None:
+    FAMILY_BUILDERS[name](Path(models))
