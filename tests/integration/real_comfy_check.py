@@ -10,9 +10,9 @@ the names its example workflow selects. Then:
 1. normal mode: the loader node (the example workflow's widget values) and the sampler node run; each
    pipeline stage goes through ``load_models_gpu``; the first forward call of every loaded module is
    recorded;
-2. partial loading, the meta device standing in for a GPU: every streamable module is loaded by its
-   ``ModelPatcher`` with ``lowvram_model_memory`` below its size (part on meta, the rest streamed from the
-   CPU) and its recorded forward runs again;
+2. partial loading: every streamable module is loaded by its ``ModelPatcher`` with
+   ``lowvram_model_memory`` below its size, onto the CPU (the rest streamed; its recorded forward runs
+   again) and onto the meta device standing in for a GPU (part there, the rest on the CPU);
 3. ``--novram``: ComfyUI's state for that flag (``VRAMState.NO_VRAM``, a non-CPU load device) makes
    ``load_models_gpu`` load each module partially (``model_lowvram``).
 
@@ -176,22 +176,27 @@ def to_device(value, device):
 
 
 def partial_forward(bridge, patcher, call) -> dict:
-    """Part of the module on meta (a stand-in GPU), the rest streamed from the CPU; the recorded forward runs."""
+    """Partial loads by the module's ModelPatcher with ``lowvram_model_memory`` below its size:
+    1. onto the CPU: the layers over budget stream (ComfyUI casts their weights on the fly) and the
+       recorded forward runs on real values (some modules read values, e.g. ``.item()``, which meta cannot);
+    2. onto the meta device (a stand-in GPU): part of the module lands there, the rest stays on the CPU."""
     import torch
 
-    meta = torch.device("meta")
     size = patcher.model_size()
-    patcher.load(meta, lowvram_model_memory=int(size * 0.4), full_load=False)
-    devices = sorted({p.device.type for p in patcher.model.parameters()})
-    lowvram = bool(getattr(patcher.model, "model_lowvram", False))
-    bridge.place_unstreamed_tensors(patcher.model, meta)
+    cpu, meta = torch.device("cpu"), torch.device("meta")
+    patcher.load(cpu, lowvram_model_memory=int(size * 0.4), full_load=False)
+    streamed = bool(getattr(patcher.model, "model_lowvram", False))
     ran = False
     if call is not None:
         args, kwargs = call
         with torch.inference_mode():
-            patcher.model(*to_device(args, meta), **to_device(kwargs, meta))
+            patcher.model(*to_device(args, cpu), **to_device(kwargs, cpu))
         ran = True
-    return {"size": size, "devices": devices, "lowvram": lowvram, "forward": ran}
+    patcher.unpatch_model(cpu)
+    patcher.load(meta, lowvram_model_memory=int(size * 0.4), full_load=False)
+    devices = sorted({p.device.type for p in patcher.model.parameters()})
+    lowvram = bool(getattr(patcher.model, "model_lowvram", False))
+    return {"size": size, "devices": devices, "lowvram": lowvram and streamed, "forward": ran}
 
 
 def novram_loads(mm, patchers) -> dict:
@@ -227,7 +232,7 @@ def main() -> None:
     patchers = patchers_of(model)
     calls = record_forwards(patchers)
     frames = run(sampler, **inputs)[0]
-    report = {"family": family, "sampler_output": list(getattr(frames, "shape", ())),
+    report = {"family": family, "sampler_output": list(getattr(frames, "shape", ())), "forwarded": sorted(calls),
               "loaded_by_comfy": sorted(type(m.model.model).__name__ for m in mm.current_loaded_models)}
     streamable = [p for p in patchers if not getattr(p, "animate_suite_full_load", True)]
     report["novram"] = novram_loads(mm, streamable)

@@ -34,7 +34,7 @@ def test_family_loads_fully_and_partially_in_real_comfyui(family, comfyui_path, 
     assert report["sampler_output"] and all(report["sampler_output"]), report
     partial = report["partial"]
     assert partial, f"{family}: no module of the loader can be streamed"
-    assert set(partial) <= set(report["loaded_by_comfy"]), "the sampler ran without ComfyUI loading every module"
+    assert set(report["forwarded"]) <= set(report["loaded_by_comfy"]), f"a module ran without ComfyUI loading it: {report}"
     for name, seen in partial.items():
         assert seen["devices"] == ["cpu", "meta"] and seen["lowvram"], f"{family}/{name} was not partially loaded: {seen}"
     assert any(seen["forward"] for seen in partial.values()), f"{family}: no forward ran on a partially loaded module"
