@@ -96,6 +96,13 @@ async function previews(page, nodeIds) {
   }, nodeIds);
 }
 
+async function nodeBoxes(page) {
+  return page.evaluate(() => window.app.graph._nodes.map((node) => {
+    const [x, y, w, h] = node.getBounding();
+    return { id: node.id, x, y, w, h, size: [node.size[0], node.size[1]] };
+  }));
+}
+
 async function overlaps(page) {
   return page.evaluate(() => {
     const boxes = window.app.graph._nodes.map((node) => {
@@ -179,6 +186,7 @@ async function main() {
     report.dialogsAfterRun = await visibleDialogs(page);
     await closeDialogs(page);
     report.overlaps = await overlaps(page);
+    report.boxes = await nodeBoxes(page);  // what scripts/relayout_workflows.py spaces the example layouts with
     if (args.screenshot) await page.screenshot({ path: args.screenshot });
   } finally {
     await browser.close();
