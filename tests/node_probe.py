@@ -81,9 +81,12 @@ class CallRecorder:
         self.calls: list[tuple[str, object]] = []
 
     def _folder(self, filename: str) -> str | None:
+        """``nodes`` or a pipeline folder for the pack's own code; None elsewhere (a .venv inside the
+        checkout included)."""
         for root in self._roots:
             if filename.startswith(root + os.sep):
-                return filename[len(root) + 1:].split(os.sep, 1)[0]
+                folder = filename[len(root) + 1:].split(os.sep, 1)[0]
+                return folder if folder in PIPELINE_FOLDERS + ("nodes",) else None
         return None
 
     def _calling_folder(self, frame) -> str | None:
