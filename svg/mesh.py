@@ -122,10 +122,23 @@ def _builtin_mesh(outline: np.ndarray, keypoints: np.ndarray, max_area: float):
         vertices = np.concatenate([fixed, boundary, lattice])
         triangles = _delaunay_inside(vertices, polygon)
         missing = _missing_outline_edges(triangles, _outline_order(outline, boundary, ring, len(fixed)))
-        if not len(missing):
+        if not len(missing) and not len(_refinement_points(vertices, triangles, max_area, polygon)):
             break
         boundary = np.concatenate([boundary, vertices[missing].mean(axis=1)])
+        if _ < _MAX_CONFORMING_ROUNDS // 2:
+            lattice = np.concatenate([lattice, _refinement_points(vertices, triangles, max_area, polygon)])
     return vertices, triangles
+
+
+def _refinement_points(vertices: np.ndarray, triangles: np.ndarray, max_area: float, polygon) -> np.ndarray:
+    """Centroids of triangles larger than ``max_area`` (inside the polygon)."""
+    import shapely
+
+    corners = vertices[triangles]
+    a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
+    area = 0.5 * np.abs((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1]))
+    centre = corners[area > max_area].mean(1)
+    return centre[shapely.contains_xy(polygon, centre[:, 0], centre[:, 1])]
 
 
 def _split_outline(outline: np.ndarray, spacing: float) -> np.ndarray:
