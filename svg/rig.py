@@ -126,8 +126,7 @@ def _check_keypoints(keypoints: np.ndarray, drawing: Drawing) -> np.ndarray:
 
 
 def _build_layer(part: Drawing, keypoints: np.ndarray, keypoint_index: np.ndarray, settings: RigSettings):
-    outline = contour.drawing_outline(part, settings.boundary_simplify)
-    ring, steps = contour.dilate_until_inside(outline, part.all_points())
+    ring, steps = contour.figure_outline(part, settings.boundary_simplify)
     layer_mesh = mesh.triangulate(ring, keypoints[keypoint_index], settings.max_tri_area, settings.min_tri_angle,
                                   settings.mesher)
     return (*_carry(part, layer_mesh, settings), steps)
