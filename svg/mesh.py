@@ -28,7 +28,7 @@ from .pathdata import Subpath
 DEFAULT_MAX_TRI_AREA = 30.0
 DEFAULT_MIN_TRI_ANGLE = 20.0
 MESHERS = ("builtin", "triangle")
-_MAX_CONFORMING_ROUNDS = 12
+_MAX_CONFORMING_ROUNDS = 16
 _SMOOTHING_ROUNDS = 4
 _ENDPOINT_TOLERANCE = 1e-7  # svglib's "machine zero" for split parameters
 _BIND_CHUNK = 2_000_000
@@ -70,7 +70,8 @@ def triangulate(outline: np.ndarray, keypoints: np.ndarray, max_area: float = DE
     if mesher == "triangle":
         out_vertices, triangles = _triangle_mesh(outline, keypoints, max_area, min_angle)
     else:
-        out_vertices, triangles = _builtin_mesh(outline, keypoints, max_area)
+        outline = _clean_outline(outline)
+        out_vertices, triangles = _builtin_mesh(outline, keypoints, max_area, min(min_angle, 20.0))
     n = len(outline)
     handle_index = np.arange(n, n + len(keypoints))
     used = np.zeros(len(out_vertices), bool)
@@ -78,6 +79,9 @@ def triangulate(outline: np.ndarray, keypoints: np.ndarray, max_area: float = DE
     outside = [int(k) for k, index in enumerate(handle_index) if not used[index]]
     if outside:
         raise InputError("keypoints", f"{outside} lie outside the figure's outline", "keypoints on the drawing")
+    if not used.all():  # a point no triangle kept (the built-in mesher's sliver filter): drop it
+        remap = np.cumsum(used) - 1
+        out_vertices, triangles, handle_index = out_vertices[used], remap[triangles], remap[handle_index]
     return Mesh(out_vertices, triangles, handle_index)
 
 
@@ -99,7 +103,39 @@ def _triangle_mesh(outline, keypoints, max_area, min_angle):
     return out_vertices, triangles
 
 
-def _builtin_mesh(outline: np.ndarray, keypoints: np.ndarray, max_area: float):
+def _clean_outline(outline: np.ndarray, grow: float = 0.2, tolerance: float = 0.1) -> np.ndarray:
+    """The outline grown by ``grow`` px (round joins) and simplified by ``tolerance`` px: zero-width spikes
+    (a 1 px line traced out and back) become thin fingers, and near-duplicate or nearly collinear vertices,
+    which would become sliver triangles, go. It still holds everything the outline held."""
+    import shapely
+
+    polygon = shapely.Polygon(outline)
+    if not polygon.is_valid:
+        polygon = shapely.make_valid(polygon)
+    cleaned = polygon.buffer(grow, quad_segs=2).simplify(tolerance, preserve_topology=True)
+    if cleaned.geom_type != "Polygon" or cleaned.is_empty:
+        return outline
+    ring = _merge_short_edges(np.asarray(cleaned.exterior.coords[:-1], np.float64), 0.6)
+    return ring if len(ring) >= 3 and shapely.Polygon(ring).is_valid else outline
+
+
+def _merge_short_edges(ring: np.ndarray, shortest: float) -> np.ndarray:
+    """Replace the two ends of every edge shorter than ``shortest`` by its middle (they make slivers)."""
+    ring = list(ring)
+    index = 0
+    while index < len(ring) and len(ring) > 3:
+        following = (index + 1) % len(ring)
+        if np.linalg.norm(ring[following] - ring[index]) < shortest:
+            ring[index] = (ring[index] + ring[following]) / 2
+            del ring[following]
+            if following < index:
+                index -= 1
+            continue
+        index += 1
+    return np.array(ring, np.float64)
+
+
+def _builtin_mesh(outline: np.ndarray, keypoints: np.ndarray, max_area: float, min_angle: float = DEFAULT_MIN_TRI_ANGLE):
     """Conforming Delaunay mesh of the outline polygon: boundary points every ``spacing``, a smoothed
     hexagonal lattice inside, keypoints as vertices. Returns vertices and counter-clockwise triangles."""
     import shapely
@@ -111,9 +147,10 @@ def _builtin_mesh(outline: np.ndarray, keypoints: np.ndarray, max_area: float):
     fixed = np.concatenate([outline, keypoints], axis=0)
     if len(np.unique(np.round(fixed, 9), axis=0)) < len(fixed):
         raise InputError("keypoints", "contain duplicate points (or one on the outline)", "distinct keypoints")
-    boundary = _split_outline(outline, spacing)
+    boundary = _new_points(_split_outline(outline, spacing), fixed)
     inside = keypoints[shapely.contains_xy(polygon, keypoints[:, 0], keypoints[:, 1])] if len(keypoints) else keypoints
     lattice = _lattice(polygon, spacing, np.concatenate([outline, boundary, inside]))
+    lattice0 = lattice
     for _ in range(_SMOOTHING_ROUNDS if len(lattice) else 0):
         vertices = np.concatenate([fixed, boundary, lattice])
         lattice = _smooth(vertices, _delaunay_inside(vertices, polygon), len(fixed) + len(boundary), polygon)
@@ -121,24 +158,86 @@ def _builtin_mesh(outline: np.ndarray, keypoints: np.ndarray, max_area: float):
     for _ in range(_MAX_CONFORMING_ROUNDS):
         vertices = np.concatenate([fixed, boundary, lattice])
         triangles = _delaunay_inside(vertices, polygon)
-        missing = _missing_outline_edges(triangles, _outline_order(outline, boundary, ring, len(fixed)))
-        if not len(missing) and not len(_refinement_points(vertices, triangles, max_area, polygon)):
+        order = _outline_order(outline, boundary, ring, len(fixed))
+        missing = _missing_outline_edges(triangles, order)
+        inner, splits = _refinement_points(vertices, triangles, vertices[np.stack([order, np.roll(order, -1)], 1)],
+                                           max_area, min_angle, polygon)
+        if not len(missing) and not len(inner) and not len(splits):
             break
-        boundary = np.concatenate([boundary, vertices[missing].mean(axis=1)])
-        if _ < _MAX_CONFORMING_ROUNDS // 2:
-            lattice = np.concatenate([lattice, _refinement_points(vertices, triangles, max_area, polygon)])
+        if len(boundary) + len(lattice) > 20 * (len(outline) + len(lattice0) + 10):  # not converging: stop here
+            break
+        boundary = np.concatenate([boundary, _new_points(np.concatenate([vertices[missing].mean(axis=1), splits]), vertices)])
+        lattice = np.concatenate([lattice, _new_points(inner, np.concatenate([vertices, boundary]))])
     return vertices, triangles
 
 
-def _refinement_points(vertices: np.ndarray, triangles: np.ndarray, max_area: float, polygon) -> np.ndarray:
-    """Centroids of triangles larger than ``max_area`` (inside the polygon)."""
+def _refinement_points(vertices, triangles, segments, max_area: float, min_angle: float, polygon):
+    """Ruppert-style refinement: for triangles larger than ``max_area`` or with an angle below
+    ``min_angle``, the circumcentre goes in, unless it lies outside or encroaches on an outline segment
+    (``segments`` [n, 2, 2]), which is then split at its middle. Returns (inner points, outline points)."""
     import shapely
 
     corners = vertices[triangles]
     a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
     area = 0.5 * np.abs((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1]))
-    centre = corners[area > max_area].mean(1)
-    return centre[shapely.contains_xy(polygon, centre[:, 0], centre[:, 1])]
+    sides = np.stack([np.linalg.norm(b - c, axis=1), np.linalg.norm(c - a, axis=1), np.linalg.norm(a - b, axis=1)], 1)
+    shortest = sides.min(1)
+    # sin(smallest angle) = 2 area / (product of the two sides around it) ; the smallest angle faces the shortest side
+    around = np.prod(sides, axis=1) / np.maximum(shortest, 1e-12)
+    small_angle = 2 * area / np.maximum(around, 1e-12) < math.sin(math.radians(min_angle))
+    bad = (area > max_area) | (small_angle & (shortest > 0.1))  # (near-)coincident points are left as they are
+    if not bad.any():
+        return np.zeros((0, 2)), np.zeros((0, 2))
+    centre = _circumcentres(corners[bad])
+    middle = segments.mean(axis=1)
+    radius = np.linalg.norm(segments[:, 1] - segments[:, 0], axis=1) / 2
+    encroached = np.linalg.norm(centre[:, None] - middle[None], axis=-1) < radius[None]  # [bad, segments]
+    inside = shapely.contains_xy(polygon, centre[:, 0], centre[:, 1]) & np.isfinite(centre).all(1)
+    clear = inside & ~encroached.any(1)
+    split = np.unique(np.concatenate([np.nonzero(encroached[~clear].any(0))[0],
+                                      _nearest_segment(centre[~clear & ~encroached.any(1)], segments)]))
+    return _distinct(centre[clear]), middle[split]
+
+
+def _circumcentres(corners: np.ndarray) -> np.ndarray:
+    a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
+    d = 2 * (a[:, 0] * (b[:, 1] - c[:, 1]) + b[:, 0] * (c[:, 1] - a[:, 1]) + c[:, 0] * (a[:, 1] - b[:, 1]))
+    a2, b2, c2 = (a * a).sum(1), (b * b).sum(1), (c * c).sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = (a2 * (b[:, 1] - c[:, 1]) + b2 * (c[:, 1] - a[:, 1]) + c2 * (a[:, 1] - b[:, 1])) / d
+        y = (a2 * (c[:, 0] - b[:, 0]) + b2 * (a[:, 0] - c[:, 0]) + c2 * (b[:, 0] - a[:, 0])) / d
+    return np.stack([x, y], 1)
+
+
+def _nearest_segment(points: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    if not len(points):
+        return np.zeros(0, np.int64)
+    start, direction = segments[:, 0], segments[:, 1] - segments[:, 0]
+    offset = points[:, None] - start[None]
+    along = np.clip((offset * direction[None]).sum(-1) / np.maximum((direction ** 2).sum(-1), 1e-18)[None], 0, 1)
+    distance = np.linalg.norm(offset - along[..., None] * direction[None], axis=-1)
+    return np.argmin(distance, axis=1)
+
+
+def _distinct(points: np.ndarray, gap: float = 1e-6) -> np.ndarray:
+    if not len(points):
+        return points
+    return np.unique(np.round(points / gap) * gap, axis=0)
+
+
+_MIN_GAP = 0.5  # px: a new point closer than this to another point is not added (it would make slivers)
+
+
+def _new_points(points: np.ndarray, existing: np.ndarray) -> np.ndarray:
+    """``points`` without those within ``_MIN_GAP`` of an existing point or of an earlier one of them."""
+    kept: list[np.ndarray] = []
+    for point in points:
+        if np.min(np.linalg.norm(existing - point, axis=1)) < _MIN_GAP:
+            continue
+        if kept and np.min(np.linalg.norm(np.array(kept) - point, axis=1)) < _MIN_GAP:
+            continue
+        kept.append(point)
+    return np.array(kept, np.float64).reshape(-1, 2)
 
 
 def _split_outline(outline: np.ndarray, spacing: float) -> np.ndarray:
