@@ -183,6 +183,14 @@ def _side(figure: Figure, chain: list[int]) -> float:
     return 1.0 if reach[0] >= 0 else -1.0
 
 
+def _outward(figure: Figure, chain: list[int]) -> float:
+    """The sign of a turn that moves the limb's tip away from the body's middle."""
+    pivot, tip = figure.keypoints[chain[0]], figure.keypoints[chain[-1]]
+    turned = _rotate_about(tip[None], pivot, np.array([0.1]))[0, 0]
+    centre = figure.keypoints[figure.tree.root]
+    return 1.0 if abs(turned[0] - centre[0]) > abs(tip[0] - centre[0]) else -1.0
+
+
 def _limb_angles(figure: Figure, chains, angle_of) -> np.ndarray:
     """Local FK angles [F, K] where each limb's joints get ``angle_of(index, chain, joint)``."""
     count = len(figure.keypoints)
@@ -214,8 +222,11 @@ def _wave(figure, drive, amplitude, rng):
         return _sway(figure, drive, amplitude, rng)
     offsets, gains = _jitter(rng, len(chains))
     step = math.radians(12) * amplitude
+    middle = (figure.low[1] + figure.high[1]) / 2
 
     def angle(index, chain, joint):
+        if figure.keypoints[chain[-1], 1] > middle:  # a leg sways from the hip, stiffly (no S-shaped wave)
+            return step * gains[index] * _reach(figure, chain) * drive.sin(offsets[index]) * (1.0 if joint == 0 else 0.25)
         return step * gains[index] * _reach(figure, chain) * drive.sin(offsets[index] - 0.9 * joint)
 
     return figure.tree.forward(figure.keypoints, _limb_angles(figure, chains, angle))
@@ -328,12 +339,18 @@ def _walk(figure, drive, amplitude, rng):
     role.update({id(c): ("arm", i) for i, c in enumerate(arms)})
     offsets, gains = _jitter(rng, len(chains), phase=0.15, gain=0.1)
     swing, knee, arm_swing = math.radians(16) * amplitude, math.radians(14) * amplitude, math.radians(12) * amplitude
+    # Legs on both sides of the body (a figure seen from the front) step by lifting outwards in turn, so they
+    # never swing into each other; legs seen from the side swing back and forth.
+    frontal = len({_side(figure, c) for c in legs}) == 2
 
     def angle(index, chain, joint):
         kind, order = role[id(chain)]
         phase = math.pi * (order % 2) + offsets[index]
         gain = gains[index] * _reach(figure, chain)
         if kind == "leg":
+            if frontal:  # one leg lifts outwards in the first half of the cycle, the other in the second
+                lift = np.maximum((1.0 if order % 2 == 0 else -1.0) * drive.sin(offsets[index]), 0.0)
+                return _outward(figure, chain) * gain * lift * (swing if joint == 0 else knee * (1.0 if joint == 1 else 0.3))
             if joint == 0:
                 return swing * gain * drive.sin(phase)
             return knee * gain * drive.rise(phase) * (1.0 if joint == 1 else 0.3)
@@ -347,7 +364,7 @@ def _walk(figure, drive, amplitude, rng):
 def _breathe(figure, drive, amplitude, rng):
     """Slow inhale/exhale: the figure swells a little about its base, more in height."""
     b = drive.rise()
-    return _scale_about(figure.keypoints, figure.base, 1 + 0.025 * amplitude * b, 1 + 0.05 * amplitude * b)
+    return _scale_about(figure.keypoints, figure.base, 1 + 0.04 * amplitude * b, 1 + 0.08 * amplitude * b)
 
 
 def _wiggle(figure, drive, amplitude, rng):
