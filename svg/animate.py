@@ -22,7 +22,7 @@ from ..pipelines.context import RunContext
 from ..pipelines.errors import InputError
 from . import export, rigfiles
 from .document import DEFAULT_CANVAS, Drawing, parse_svg
-from .motion import MotionSettings, figure_of, keypoint_motion
+from .motion import MotionSettings, body_scale, figure_of, keypoint_motion
 from .rig import ClipartRig, RigSettings, build_rig, deform
 
 RENDER_BATCH = 8
@@ -62,7 +62,8 @@ class ClipartAnimation:
         """Deformed drawing points per frame [F, P, 2] (computed once)."""
         if self._points is None:
             with torch.no_grad():
-                self._points = apply_view(deform(self.rig, self.keypoints), self.motion.get("view"))
+                self._points = apply_view(apply_body_scale(deform(self.rig, self.keypoints), self.motion.get("body_scale")),
+                                          self.motion.get("view"))
         return self._points
 
 
@@ -135,8 +136,13 @@ def folds(rig: ClipartRig, keypoints: torch.Tensor) -> bool:
 def limbs_cross(figure, poses: np.ndarray) -> bool:
     """Whether a bone of one limb passes through a bone of another in some frame (when they did not at rest)."""
     chains = figure.tree.limbs()
-    bones = [(chain[i], chain[i + 1]) for chain in chains for i in range(len(chain) - 1)]
-    owner = [c for c, chain in enumerate(chains) for _ in range(len(chain) - 1)]
+    real = None if figure.bones is None else {tuple(sorted(b)) for b in figure.bones.tolist()}
+    bones, owner = [], []
+    for c, chain in enumerate(chains):
+        for i in range(len(chain) - 1):
+            if real is None or tuple(sorted((chain[i], chain[i + 1]))) in real:  # not a link between parts
+                bones.append((chain[i], chain[i + 1]))
+                owner.append(c)
     pairs = [(i, j) for i in range(len(bones)) for j in range(i) if owner[i] != owner[j]
              and not set(bones[i]) & set(bones[j])]
     if not pairs:
@@ -172,6 +178,15 @@ def fit_view(points: torch.Tensor, width: int, height: int, margin: float = CANV
     return [scale, float(offset[0]), float(offset[1])]
 
 
+def apply_body_scale(points: torch.Tensor, body) -> torch.Tensor:
+    """Points [F, P, 2] scaled per frame about a pivot (``motion.body_scale``)."""
+    if not body:
+        return points
+    pivot = torch.tensor(body["pivot"], dtype=points.dtype, device=points.device)
+    scale = torch.tensor(body["scale"], dtype=points.dtype, device=points.device).unsqueeze(1)
+    return torch.where(scale == 1, points, pivot + (points - pivot) * scale)  # frames at rest stay exact
+
+
 def apply_view(points: torch.Tensor, view) -> torch.Tensor:
     if not view:
         return points
@@ -197,9 +212,12 @@ def animate_procedural(rig: ClipartRig, settings: MotionSettings, name: str = "c
         if not avoid_folds or settings.amplitude == 0 or not (folds(rig, poses) or limbs_cross(figure, poses.numpy())):
             break
     motion = {"mode": "procedural", **settings.__dict__, "amplitude_used": played.amplitude}
+    body = body_scale(figure, played)
+    if body is not None:
+        motion["body_scale"] = body
     animation = ClipartAnimation(rig, poses, float(settings.fps), motion, name, svg_sha256)
     with torch.no_grad():
-        points = deform(rig, poses)
+        points = apply_body_scale(deform(rig, poses), body)
     view = fit_view(points, rig.width, rig.height)
     if view is not None:
         motion["view"] = view

@@ -225,7 +225,48 @@ def detect_keypoints(drawing: Drawing, complexity: float = 0.5) -> tuple[np.ndar
     keypoints, bones = _merge_close(keypoints, np.array(bones, np.int64).reshape(-1, 2), 0.03 * size)
     if len(keypoints) < 2:
         keypoints, bones = _axis_keypoints(filled)
-    return keypoints, bones
+    return _parts_without_keypoints(filled, keypoints, bones)
+
+
+MIN_PART_SHARE = 0.03  # a separate part with this share of the figure's area gets keypoints of its own
+
+
+def _parts_without_keypoints(filled: np.ndarray, keypoints: np.ndarray, bones: np.ndarray):
+    """Give every sizeable separate part (a floating head, a body whose skeleton was pruned) that holds no
+    keypoint two keypoints along its long axis and a bone between them."""
+    labels, count = _label_parts(filled)
+    total = filled.sum()
+    inside = labels[np.clip(keypoints[:, 1].astype(int), 0, filled.shape[0] - 1),
+                    np.clip(keypoints[:, 0].astype(int), 0, filled.shape[1] - 1)]
+    for part in range(1, count + 1):
+        mask = labels == part
+        if mask.sum() < MIN_PART_SHARE * total or part in inside:
+            continue
+        extra, extra_bones = _axis_keypoints(mask)
+        bones = np.concatenate([bones, extra_bones + len(keypoints)])
+        keypoints = np.concatenate([keypoints, extra])
+    return keypoints, bones.astype(np.int64).reshape(-1, 2)
+
+
+def _label_parts(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected components of a mask: labels (0 = background) and their number."""
+    labels = np.zeros(mask.shape, np.int64)
+    height, width = mask.shape
+    count = 0
+    for y, x in zip(*np.nonzero(mask)):
+        if labels[y, x]:
+            continue
+        count += 1
+        labels[y, x] = count
+        stack = [(y, x)]
+        while stack:
+            cy, cx = stack.pop()
+            for dy, dx in _NEIGHBOURS:
+                ny, nx = cy + dy, cx + dx
+                if 0 <= ny < height and 0 <= nx < width and mask[ny, nx] and not labels[ny, nx]:
+                    labels[ny, nx] = count
+                    stack.append((ny, nx))
+    return labels, count
 
 
 def _merge_close(keypoints: np.ndarray, bones: np.ndarray, distance: float):

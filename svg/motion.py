@@ -63,6 +63,7 @@ class Figure:
     high: np.ndarray
     mass_points: np.ndarray  # points spread over the figure's area (mesh triangle centroids)
     mass_weights: np.ndarray
+    bones: np.ndarray | None = None  # the rig's own bones (the tree may add links between separate parts)
 
     @property
     def size(self) -> float:
@@ -84,22 +85,37 @@ def figure_of(rig) -> Figure:
         centroids.append(corners.mean(1))
         weights.append(np.abs(layer.mesh.areas()))
     return Figure(keypoints, KinematicTree.build(keypoints, bones), points.min(0), points.max(0),
-                  np.concatenate(centroids), np.concatenate(weights))
+                  np.concatenate(centroids), np.concatenate(weights), np.asarray(bones, np.int64).reshape(-1, 2))
 
 
 def keypoint_motion(figure: Figure, settings: MotionSettings) -> np.ndarray:
     """Keypoint positions ``[F, K, 2]`` (float64, canvas pixels) for a preset."""
     settings.check()
+    rng, drive = _drive_for(settings)
+    poses = _GENERATORS[settings.preset](figure, drive, settings.amplitude, rng)
+    if settings.fixed_start:
+        poses[0] = figure.keypoints  # every drive signal is 0 at phase 0; this removes rounding
+    return poses
+
+
+def _drive_for(settings: MotionSettings):
     rng = np.random.default_rng(settings.seed)
     frames = np.arange(settings.num_frames)
     theta = 2 * math.pi * settings.cycles * frames / settings.num_frames
     if not settings.fixed_start:
         theta = theta + rng.uniform(0, 2 * math.pi)
-    drive = _Drive(theta, settings.fixed_start)
-    poses = _GENERATORS[settings.preset](figure, drive, settings.amplitude, rng)
-    if settings.fixed_start:
-        poses[0] = figure.keypoints  # every drive signal is 0 at phase 0; this removes rounding
-    return poses
+    return rng, _Drive(theta, settings.fixed_start)
+
+
+def body_scale(figure: Figure, settings: MotionSettings) -> dict | None:
+    """For presets that swell the whole drawing (breathe): the pivot (its base) and a per-frame (sx, sy)
+    applied to the deformed drawing, since a mesh that stays as rigid as possible cannot grow."""
+    if settings.preset != "breathe":
+        return None
+    _, drive = _drive_for(settings.check())
+    b = drive.rise()
+    scale = np.stack([1 + 0.04 * settings.amplitude * b, 1 + 0.08 * settings.amplitude * b], axis=1)
+    return {"pivot": [float(v) for v in figure.base], "scale": scale.tolist()}
 
 
 class _Drive:
@@ -195,9 +211,12 @@ def _limb_angles(figure: Figure, chains, angle_of) -> np.ndarray:
     """Local FK angles [F, K] where each limb's joints get ``angle_of(index, chain, joint)``."""
     count = len(figure.keypoints)
     local = None
+    real = None if figure.bones is None else {tuple(sorted(b)) for b in figure.bones.tolist()}
     for index, chain in enumerate(chains):
         for joint, node in enumerate(chain[1:]):
             value = angle_of(index, chain, joint)
+            if real is not None and tuple(sorted((chain[joint], node))) not in real:
+                value = np.zeros_like(value)  # a link the tree added between separate parts does not turn
             if local is None:
                 local = np.zeros((len(value), count))
             local[:, node] += value
@@ -362,9 +381,17 @@ def _walk(figure, drive, amplitude, rng):
 
 
 def _breathe(figure, drive, amplitude, rng):
-    """Slow inhale/exhale: the figure swells a little about its base, more in height."""
-    b = drive.rise()
-    return _scale_about(figure.keypoints, figure.base, 1 + 0.04 * amplitude * b, 1 + 0.08 * amplitude * b)
+    """Slow inhale/exhale: the figure swells about its base, more in height (``body_scale``), while the
+    limbs rise a little with each breath."""
+    chains = _limbs(figure)
+    lift = math.radians(4) * amplitude
+
+    def angle(index, chain, joint):
+        return _outward(figure, chain) * lift * _reach(figure, chain) * drive.rise() * (1.0 if joint == 0 else 0.3)
+
+    if not chains:
+        return np.repeat(figure.keypoints[None], len(drive), 0)
+    return figure.tree.forward(figure.keypoints, _limb_angles(figure, chains, angle))
 
 
 def _wiggle(figure, drive, amplitude, rng):
