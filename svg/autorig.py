@@ -249,24 +249,34 @@ def _parts_without_keypoints(filled: np.ndarray, keypoints: np.ndarray, bones: n
 
 
 def _label_parts(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """8-connected components of a mask: labels (0 = background) and their number."""
+    """8-connected components of a mask: labels (0 = background) and their number (runs per row, joined
+    with the runs they touch in the row above)."""
+    padded = np.pad(mask.astype(np.int8), ((0, 0), (1, 1)))
+    change = np.diff(padded, axis=1)
+    starts_y, starts_x = np.nonzero(change == 1)
+    ends_x = np.nonzero(change == -1)[1]  # exclusive; same order as the starts (row-major)
+    parent = list(range(len(starts_x)))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    rows: dict[int, list[int]] = {}
+    for run, y in enumerate(starts_y.tolist()):
+        rows.setdefault(y, []).append(run)
+    for y, runs in rows.items():
+        for run in runs:
+            for other in rows.get(y - 1, ()):
+                if starts_x[other] <= ends_x[run] and ends_x[other] >= starts_x[run]:  # touching, diagonals too
+                    parent[root(run)] = root(other)
+    roots = [root(i) for i in range(len(parent))]
+    numbering = {r: k + 1 for k, r in enumerate(dict.fromkeys(roots))}
     labels = np.zeros(mask.shape, np.int64)
-    height, width = mask.shape
-    count = 0
-    for y, x in zip(*np.nonzero(mask)):
-        if labels[y, x]:
-            continue
-        count += 1
-        labels[y, x] = count
-        stack = [(y, x)]
-        while stack:
-            cy, cx = stack.pop()
-            for dy, dx in _NEIGHBOURS:
-                ny, nx = cy + dy, cx + dx
-                if 0 <= ny < height and 0 <= nx < width and mask[ny, nx] and not labels[ny, nx]:
-                    labels[ny, nx] = count
-                    stack.append((ny, nx))
-    return labels, count
+    for run, (y, x0, x1) in enumerate(zip(starts_y.tolist(), starts_x.tolist(), ends_x.tolist())):
+        labels[y, x0:x1] = numbering[roots[run]]
+    return labels, len(numbering)
 
 
 def _merge_close(keypoints: np.ndarray, bones: np.ndarray, distance: float):

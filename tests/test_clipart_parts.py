@@ -61,3 +61,15 @@ def test_a_figure_in_parts_is_rigged_and_every_part_moves():
     assert float(hat_motion) > 0.3 * float(head_motion)
     sizes = torch.cdist(hat_points, hat_points)
     assert float((sizes - sizes[:1]).abs().max()) < 0.15 * float(sizes[0].max())
+
+
+def test_every_sizeable_part_gets_keypoints_of_its_own():
+    from comfyui_animate_suite.svg.autorig import detect_keypoints
+
+    drawing = parse_svg(FAR_PARTS, 128)
+    keypoints, bones = detect_keypoints(drawing)
+    # The head (a disc, no skeleton branch of its own) and the body (a box) hold keypoints (canvas = 0.64 x viewBox).
+    head = np.linalg.norm(keypoints - np.array([100, 40]) * 0.64, axis=1) < 25 * 0.64
+    body = np.all((keypoints >= np.array([70, 80]) * 0.64) & (keypoints <= np.array([130, 170]) * 0.64), axis=1)
+    assert head.any() and body.any(), keypoints
+    assert len(bones) and bones.max() < len(keypoints)
