@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..pipelines.errors import InputError
-from .document import Drawing, ShapeGroup
+from .document import Drawing
 from .pathdata import Subpath
 
 DEFAULT_MAX_TRI_AREA = 30.0

@@ -13,7 +13,7 @@ from comfyui_animate_suite.pipelines.errors import InputError
 from comfyui_animate_suite.svg import mesh
 from comfyui_animate_suite.svg.animate import animate_procedural, load_clipart
 from comfyui_animate_suite.svg.motion import MotionSettings
-from comfyui_animate_suite.svg.rig import RigSettings, deform
+from comfyui_animate_suite.svg.rig import RigSettings
 
 
 def _min_angles(layer_mesh: mesh.Mesh) -> np.ndarray:
