@@ -329,7 +329,7 @@ class _Reader:
             return
         bbox = _local_bbox(subpaths)
         painted = []
-        fill = self.paint(state.get("fill", "black"), state, bbox)
+        fill = None if element.tag == "line" else self.paint(state.get("fill", "black"), state, bbox)
         if fill is not None:
             painted.append((fill, _parse_opacity(state.get("fill-opacity")), None))
         stroke = self.paint(state.get("stroke"), state, bbox)
@@ -352,7 +352,7 @@ class _Reader:
                 self.add_group(ShapeGroup(transformed, (*colour[:3], alpha), even_odd, element_id, source_d, gradient), subpaths)
             else:
                 non_scaling = style.get("vector-effect", "").strip() == "non-scaling-stroke"
-                line = subpaths if element.tag not in ("path", "polyline") else self.geometry(element, False)[0]
+                line = subpaths if element.tag not in ("path", "polyline", "line") else self.geometry(element, False)[0]
                 self.pending_strokes[len(self.groups)] = (line, matrix, stroke_style, non_scaling)
                 stroke_id = f"{element_id}-stroke" if element_id else ""
                 self.add_group(ShapeGroup([s.transformed(matrix) for s in subpaths], (*colour[:3], alpha), True, stroke_id,
@@ -434,6 +434,9 @@ class _Reader:
             shape = pathdata.ellipse_subpath(number("cx"), number("cy"), r, r)
         elif tag == "ellipse":
             shape = pathdata.ellipse_subpath(number("cx"), number("cy"), number("rx"), number("ry"))
+        elif tag == "line":  # only ever stroked
+            values = [number("x1"), number("y1"), number("x2"), number("y2")]
+            shape = pathdata.polygon_subpath(values, False, force_close)
         elif tag in ("polygon", "polyline"):
             shape = pathdata.polygon_subpath(pathdata.parse_number_list(a.get("points", "")), tag == "polygon", force_close)
         else:

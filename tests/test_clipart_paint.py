@@ -110,3 +110,22 @@ def test_strokes_only_icons_are_drawn():
     drawing = parse_svg(svg, 64)
     assert len(drawing.groups) == 2 and not drawing.warnings
     lib.assert_renders_like_cairosvg(svg.encode(), drawing, 128, 0.004)
+
+
+# Icon-set and emoji markup as found in the wild: <line>, arcs, currentColor, transforms with skew, dashes,
+# a user-space radial gradient.
+ICON = '<svg xmlns="http://www.w3.org/2000/svg" width="24" height="24" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round">'
+ICONS = {
+ "smile": ICON + '<circle cx="12" cy="12" r="10"/><path d="M8 14s1.5 2 4 2 4-2 4-2"/><line x1="9" y1="9" x2="9.01" y2="9"/><line x1="15" y1="9" x2="15.01" y2="9"/></svg>',
+ "settings": ICON + '<circle cx="12" cy="12" r="3"/><path d="M19.4 15a1.65 1.65 0 0 0 .33 1.82l.06.06a2 2 0 0 1 0 2.83 2 2 0 0 1-2.83 0l-.06-.06a1.65 1.65 0 0 0-1.82-.33 1.65 1.65 0 0 0-1 1.51V21a2 2 0 0 1-2 2 2 2 0 0 1-2-2v-.09A1.65 1.65 0 0 0 9 19.4a1.65 1.65 0 0 0-1.82.33l-.06.06a2 2 0 0 1-2.83 0 2 2 0 0 1 0-2.83l.06-.06a1.65 1.65 0 0 0 .33-1.82 1.65 1.65 0 0 0-1.51-1H3a2 2 0 0 1-2-2 2 2 0 0 1 2-2h.09A1.65 1.65 0 0 0 4.6 9a1.65 1.65 0 0 0-.33-1.82l-.06-.06a2 2 0 0 1 0-2.83 2 2 0 0 1 2.83 0l.06.06a1.65 1.65 0 0 0 1.82.33H9a1.65 1.65 0 0 0 1-1.51V3a2 2 0 0 1 2-2 2 2 0 0 1 2 2v.09a1.65 1.65 0 0 0 1 1.51 1.65 1.65 0 0 0 1.82-.33l.06-.06a2 2 0 0 1 2.83 0 2 2 0 0 1 0 2.83l-.06.06a1.65 1.65 0 0 0-.33 1.82V9a1.65 1.65 0 0 0 1.51 1H21a2 2 0 0 1 2 2 2 2 0 0 1-2 2h-.09a1.65 1.65 0 0 0-1.51 1z"/></svg>',
+ "user": ICON + '<path d="M20 21v-2a4 4 0 0 0-4-4H8a4 4 0 0 0-4 4v2"/><circle cx="12" cy="7" r="4"/></svg>',
+ "dashed_rot": '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 100 100"><g transform="rotate(30 50 50) skewX(10)"><rect x="20" y="25" width="60" height="50" rx="8" fill="#fee" stroke="#c00" stroke-width="4" stroke-dasharray="10 5"/></g><polyline points="10,90 30,70 50,90 70,70 90,90" fill="none" stroke="navy" stroke-width="3"/></svg>',
+ "emoji_grad": '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 36 36"><defs><radialGradient id="a" cx="18" cy="14" r="20" gradientUnits="userSpaceOnUse"><stop offset="0" stop-color="#FFE8B6"/><stop offset="1" stop-color="#FFCC4D"/></radialGradient></defs><path fill="url(#a)" d="M36 18c0 9.941-8.059 18-18 18S0 27.941 0 18 8.059 0 18 0s18 8.059 18 18"/><ellipse fill="#664500" cx="12" cy="13.5" rx="2.5" ry="3.5"/><ellipse fill="#664500" cx="24" cy="13.5" rx="2.5" ry="3.5"/><path fill="#664500" d="M18 21c-3.623 0-6.027-.422-9-1-.679-.131-2 0-2 2 0 4 4.595 9 11 9 6.404 0 11-5 11-9 0-2-1.321-2.132-2-2-2.973.578-5.377 1-9 1z"/><path fill="#FFF" d="M9 22s3 1 9 1 9-1 9-1-2 4-9 4-9-4-9-4z"/></svg>',
+}
+
+
+@pytest.mark.parametrize("name", list(ICONS), ids=list(ICONS))
+def test_real_world_icon_markup_renders_like_cairosvg(name):
+    drawing = parse_svg(ICONS[name], 64)
+    assert not drawing.warnings
+    lib.assert_renders_like_cairosvg(ICONS[name].encode(), drawing, 128, 0.004)
