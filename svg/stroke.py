@@ -16,7 +16,7 @@ import numpy as np
 
 from .pathdata import Subpath
 
-FLATTEN_TOLERANCE = 0.02  # px: how far the flattened centre line may stray from the curve
+FLATTEN_TOLERANCE = 0.04  # px: how far the flattened centre line (and the outline) may stray from the curve
 MAX_DASHES = 20_000
 
 
@@ -41,8 +41,10 @@ def stroke_outline(subpaths: list[Subpath], style: StrokeStyle, pixel_scale: flo
     pixel_scale = max(pixel_scale, 1e-12)
     quad_segs = _quarter_segments(half * pixel_scale)
     pieces = []
+    corners = []
     for subpath in subpaths:
-        line = _flatten(subpath, FLATTEN_TOLERANCE / pixel_scale)
+        line, corner = _flatten(subpath, FLATTEN_TOLERANCE / pixel_scale, with_corners=True)
+        corners.append(line[corner])
         closed = subpath.closed and len(line) > 2
         if closed and not np.allclose(line[0], line[-1]):
             line = np.concatenate([line, line[:1]])
@@ -50,6 +52,7 @@ def stroke_outline(subpaths: list[Subpath], style: StrokeStyle, pixel_scale: flo
             pieces += [(d, False) for d in _dash(line, style.dashes, style.dash_offset)]
         else:
             pieces.append((line, closed))
+    corner_points = np.concatenate(corners) if corners else np.zeros((0, 2))
     shapes = []
     join = "round" if style.join == "round" else "bevel"
     cap = {"butt": "flat", "round": "round", "square": "square"}.get(style.cap, "flat")
@@ -62,10 +65,10 @@ def stroke_outline(subpaths: list[Subpath], style: StrokeStyle, pixel_scale: flo
         geometry = shapely.LinearRing(line) if closed and len(line) > 3 else shapely.LineString(line)
         shapes.append(geometry.buffer(half, quad_segs=quad_segs, cap_style=cap, join_style=join))
         if style.join == "miter" or style.join == "miter-clip" or style.join == "arcs":
-            shapes += _mitre_triangles(line, closed and len(line) > 3, half, style.miter_limit)
+            shapes += _mitre_triangles(line, closed and len(line) > 3, half, style.miter_limit, corner_points)
     if not shapes:
         return []
-    outline = shapely.union_all(shapes)
+    outline = shapely.union_all(shapes).simplify(0.5 * FLATTEN_TOLERANCE / pixel_scale)
     return _polygon_subpaths(outline)
 
 
@@ -76,11 +79,13 @@ def _quarter_segments(radius_px: float) -> int:
     return int(min(max(math.ceil((math.pi / 2) / step), 1), 64))
 
 
-def _flatten(subpath: Subpath, tolerance: float) -> np.ndarray:
-    """Points along a subpath's segments (closed subpaths end at their start)."""
+def _flatten(subpath: Subpath, tolerance: float, with_corners: bool = False):
+    """Points along a subpath's segments (closed subpaths end at their start); with ``with_corners`` also
+    a mask of the points that end a segment (where joins belong; the others are along curves)."""
     points = subpath.points
     count = len(points)
     out = [points[0]]
+    corner = [True]
     cursor = 0
     for ncp in subpath.num_control_points:
         step = int(ncp) + 1
@@ -88,13 +93,16 @@ def _flatten(subpath: Subpath, tolerance: float) -> np.ndarray:
         cursor += step
         if ncp == 0:
             out.append(control[1])
+            corner.append(True)
             continue
         bend = np.linalg.norm(control[2:] - 2 * control[1:-1] + control[:-2], axis=1).max()
         n = int(min(max(math.ceil(math.sqrt(0.75 * bend / tolerance)), 1), 256))
         t = np.linspace(0, 1, n + 1)[1:, None]
         u = 1 - t
         out += list(u ** 3 * control[0] + 3 * u * u * t * control[1] + 3 * u * t * t * control[2] + t ** 3 * control[3])
-    return np.array(out, np.float64)
+        corner += [False] * (n - 1) + [True]
+    line = np.array(out, np.float64)
+    return (line, np.array(corner, bool)) if with_corners else line
 
 
 def _drop_repeats(line: np.ndarray) -> np.ndarray:
@@ -139,8 +147,9 @@ def _sub_line(line: np.ndarray, cumulative: np.ndarray, a: float, b: float) -> n
     return np.concatenate([[at(a)], line[inner], [at(b)]])
 
 
-def _mitre_triangles(line: np.ndarray, closed: bool, half: float, limit: float) -> list:
-    """The mitre tip beyond the bevel at every corner whose mitre is within the limit."""
+def _mitre_triangles(line: np.ndarray, closed: bool, half: float, limit: float, corners: np.ndarray) -> list:
+    """The mitre tip beyond the bevel at every segment join (a point of ``corners``; points along a curve
+    keep their bevel, a sliver narrower than the flattening tolerance) whose mitre is within the limit."""
     import shapely
 
     if closed:
@@ -164,6 +173,11 @@ def _mitre_triangles(line: np.ndarray, closed: bool, half: float, limit: float) 
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = 2 / norm  # mitre length / stroke width
     keep = (turn > 1e-9) & (norm > 1e-9) & (ratio <= limit) & ((u * v).sum(1) > -1 + 1e-12)
+    if len(corners):
+        gap = np.min(np.abs(corner[:, None, :] - corners[None]).sum(-1), axis=1)
+        keep &= gap < 1e-9 * max(1.0, float(np.abs(corners).max()))
+    else:
+        keep &= False
     triangles = []
     for p, a, b, m, r in zip(corner[keep], n1[keep], n2[keep], middle[keep], ratio[keep]):
         tip = p + m / np.linalg.norm(m) * half * r
