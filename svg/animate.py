@@ -218,7 +218,7 @@ def animate_procedural(rig: ClipartRig, settings: MotionSettings, name: str = "c
     animation = ClipartAnimation(rig, poses, float(settings.fps), motion, name, svg_sha256)
     with torch.no_grad():
         points = apply_body_scale(deform(rig, poses), body)
-    view = fit_view(points, rig.width, rig.height)
+    view = fit_view(points, rig.width, rig.height) if settings.keep_on_canvas else None
     if view is not None:
         motion["view"] = view
     animation._points = apply_view(points, view)

@@ -33,6 +33,7 @@ class MotionSettings:
     loop: bool = True  # a whole number of cycles, so the last frame leads into the first
     seed: int = 0
     fixed_start: bool = True  # frame 0 is the input artwork
+    keep_on_canvas: bool = True  # shrink/move the whole clip when the motion reaches past the canvas
 
     def check(self) -> "MotionSettings":
         if self.preset not in PRESETS:

@@ -64,3 +64,12 @@ def test_every_preset_animates_gallery_clipart(path):
             assert (centre[:, 0] - centre[0, 0]).abs().amax() > 0.015 * size, f"{where}: does not sway"
     frames = render_animation(animation, size=48)  # the last preset renders
     assert frames.shape == (FRAMES, 48, 48, 3) and (frames[1:] - frames[:1]).abs().amax() > 0.1
+
+
+def test_the_canvas_fit_can_be_turned_off():
+    rig = load_clipart(EXAMPLES / "gallery" / "emoji_smile.svg", CANVAS).rig
+    fitted = animate_procedural(rig, MotionSettings("jump", num_frames=FRAMES, fps=FRAMES, speed=1.0))
+    free = animate_procedural(rig, MotionSettings("jump", num_frames=FRAMES, fps=FRAMES, speed=1.0, keep_on_canvas=False))
+    assert "view" in fitted.motion and "view" not in free.motion
+    assert free.points().amin() < 0 <= fitted.points().amin()  # the face jumps off the top unless fitted
+    assert torch.equal(free.points()[0], rig.rest_points)
