@@ -100,7 +100,9 @@ def load_clipart(svg_path: str | Path, canvas: int = DEFAULT_CANVAS, keypoints_p
         if skeleton_path is not None:
             bones = rigfiles.read_skeleton_file(skeleton_path, len(keypoints))
         if layers_path is not None:
-            layers = rigfiles.read_layer_file(layers_path, len(drawing.groups), len(keypoints))
+            layers = rigfiles.read_layer_file(layers_path, drawing.num_elements, len(keypoints))
+            # Layer files count shapes as AniClipart does (a stroked and filled path is one): our groups for them.
+            layers = [dataclasses.replace(layer, path_index=drawing.groups_of_elements(layer.path_index)) for layer in layers]
     rig, source = rig_drawing(drawing, keypoints, bones, layers, settings, complexity)
     return Clipart(rig, svg_path.stem, export.svg_digest(data), source)
 

@@ -51,6 +51,7 @@ class ShapeGroup:
     element_id: str = ""
     source_d: str | None = None  # the element's own path data when it needs no transform (lossless write-back)
     gradient: Gradient | None = None  # a linear/radial gradient paint (``fill`` then holds its average colour)
+    element_index: int = -1  # which painted element (its fill and its stroke outline share one) in document order
 
 
 @dataclass
@@ -63,6 +64,19 @@ class Drawing:
     def all_points(self) -> np.ndarray:
         """Every point (segment ends and Bézier control points), [N, 2]."""
         return np.concatenate([s.points for g in self.groups for s in g.subpaths], axis=0)
+
+    @property
+    def num_elements(self) -> int:
+        """Painted elements (AniClipart's shapes: a filled and stroked path is one); groups when unknown."""
+        known = [g.element_index for g in self.groups if g.element_index >= 0]
+        return max(known) + 1 if len(known) == len(self.groups) and known else len(self.groups)
+
+    def groups_of_elements(self, elements) -> list[int]:
+        """The groups that draw the given element indices (in paint order)."""
+        if self.num_elements == len(self.groups) and all(g.element_index in (-1, i) for i, g in enumerate(self.groups)):
+            return sorted(elements)
+        wanted = set(elements)
+        return [i for i, g in enumerate(self.groups) if g.element_index in wanted]
 
     def subset(self, indices) -> "Drawing":
         return Drawing(self.width, self.height, [self.groups[i] for i in indices], list(self.warnings))
@@ -235,6 +249,7 @@ class _Reader:
         self.input_name = input_name
         self.viewport = viewport
         self.pending_strokes: dict[int, tuple] = {}
+        self.painted_elements = 0
         self.warnings: list[str] = []
         self.ids = {}
         rules: list[_Rule] = []
@@ -339,6 +354,7 @@ class _Reader:
         if parse_paint_order(state.get("paint-order")):
             painted.reverse()
         element_id = element.attrib.get("id", "")
+        element_index = self.painted_elements
         for (colour, gradient), paint_opacity, stroke_style in painted:
             alpha = colour[3] * paint_opacity * opacity
             if alpha <= 0:
@@ -349,14 +365,17 @@ class _Reader:
                 transformed = [s.transformed(matrix) for s in subpaths]
                 source_d = d if d is not None and np.array_equal(matrix, np.eye(3)) else None
                 even_odd = state.get("fill-rule", "nonzero").strip() == "evenodd"
-                self.add_group(ShapeGroup(transformed, (*colour[:3], alpha), even_odd, element_id, source_d, gradient), subpaths)
+                self.add_group(ShapeGroup(transformed, (*colour[:3], alpha), even_odd, element_id, source_d, gradient,
+                                          element_index), subpaths)
             else:
                 non_scaling = style.get("vector-effect", "").strip() == "non-scaling-stroke"
                 line = subpaths if element.tag not in ("path", "polyline", "line") else self.geometry(element, False)[0]
                 self.pending_strokes[len(self.groups)] = (line, matrix, stroke_style, non_scaling)
                 stroke_id = f"{element_id}-stroke" if element_id else ""
                 self.add_group(ShapeGroup([s.transformed(matrix) for s in subpaths], (*colour[:3], alpha), True, stroke_id,
-                                          None, gradient), subpaths)
+                                          None, gradient, element_index), subpaths)
+        if self.groups and self.groups[-1].element_index == element_index:  # it drew something
+            self.painted_elements += 1
 
     def add_group(self, group: ShapeGroup, subpaths: list[Subpath]) -> None:
         if len(self.groups) >= MAX_SHAPES:

@@ -129,3 +129,18 @@ def test_real_world_icon_markup_renders_like_cairosvg(name):
     drawing = parse_svg(ICONS[name], 64)
     assert not drawing.warnings
     lib.assert_renders_like_cairosvg(ICONS[name].encode(), drawing, 128, 0.004)
+
+
+def test_layer_files_count_a_filled_and_stroked_shape_once(tmp_path):
+    from comfyui_animate_suite.svg.animate import load_clipart
+
+    svg = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 100 100">'
+           '<rect x="10" y="10" width="30" height="60" fill="#f00" stroke="#000" stroke-width="3"/>'
+           '<rect x="60" y="10" width="30" height="60" fill="#00f"/></svg>')
+    (tmp_path / "x.svg").write_text(svg)
+    circles = "".join(f'<circle cx="{x}" cy="{y}" r="1"/>' for x, y in ((25, 20), (25, 60), (75, 20), (75, 60)))
+    (tmp_path / "x_keypoint.svg").write_text(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 100 100">{circles}</svg>')
+    (tmp_path / "x_layer.json").write_text('[{"path_index": [1], "layer": "a", "control_index": [1, 2]},'
+                                           ' {"path_index": [2], "layer": "b", "control_index": [3, 4]}]')
+    rig = load_clipart(tmp_path / "x.svg", 100).rig
+    assert [layer.path_index for layer in rig.layer_definitions] == [[0, 1], [2]]  # fill + stroke outline, then fill
