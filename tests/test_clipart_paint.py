@@ -144,3 +144,18 @@ def test_layer_files_count_a_filled_and_stroked_shape_once(tmp_path):
                                            ' {"path_index": [2], "layer": "b", "control_index": [3, 4]}]')
     rig = load_clipart(tmp_path / "x.svg", 100).rig
     assert [layer.path_index for layer in rig.layer_definitions] == [[0, 1], [2]]  # fill + stroke outline, then fill
+
+
+def test_written_frames_keep_gradients_that_follow_their_shapes():
+    from comfyui_animate_suite.svg import export
+
+    svg = (lib.EXAMPLES / "gallery" / "gradient_rocket.svg").read_text()
+    layout, points = layout_drawing(parse_svg(svg, 128))
+    moved = points * 0.9 + torch.tensor([5.0, 3.0])
+    text = export.frame_svg(layout, moved, points)
+    assert "Gradient" in text and 'fill="url(#paint' in text
+    again_layout, again_points = layout_drawing(parse_svg(text, 128))
+    ours = rasterise(layout, moved, background=(1.0, 1.0, 1.0))[0]
+    assert torch.allclose(rasterise(again_layout, again_points, background=(1.0, 1.0, 1.0))[0], ours, atol=1e-4)
+    assert np.abs(lib.cairo_render(text.encode(), 128) - ours.numpy()).mean() < 0.004
+    assert "Gradient" in export.animated_svg(layout, torch.stack([points, moved]), 2.0, points)
