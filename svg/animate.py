@@ -22,7 +22,7 @@ from ..pipelines.context import RunContext
 from ..pipelines.errors import InputError
 from . import export, rigfiles
 from .document import DEFAULT_CANVAS, Drawing, parse_svg
-from .motion import MotionSettings, figure_of, keypoint_motion
+from .motion import MotionSettings, body_scale, figure_of, keypoint_motion
 from .rig import ClipartRig, RigSettings, build_rig, deform
 
 RENDER_BATCH = 8
@@ -62,7 +62,8 @@ class ClipartAnimation:
         """Deformed drawing points per frame [F, P, 2] (computed once)."""
         if self._points is None:
             with torch.no_grad():
-                self._points = deform(self.rig, self.keypoints)
+                self._points = apply_view(apply_body_scale(deform(self.rig, self.keypoints), self.motion.get("body_scale")),
+                                          self.motion.get("view"))
         return self._points
 
 
@@ -99,7 +100,9 @@ def load_clipart(svg_path: str | Path, canvas: int = DEFAULT_CANVAS, keypoints_p
         if skeleton_path is not None:
             bones = rigfiles.read_skeleton_file(skeleton_path, len(keypoints))
         if layers_path is not None:
-            layers = rigfiles.read_layer_file(layers_path, len(drawing.groups), len(keypoints))
+            layers = rigfiles.read_layer_file(layers_path, drawing.num_elements, len(keypoints))
+            # Layer files count shapes as AniClipart does (a stroked and filled path is one): our groups for them.
+            layers = [dataclasses.replace(layer, path_index=drawing.groups_of_elements(layer.path_index)) for layer in layers]
     rig, source = rig_drawing(drawing, keypoints, bones, layers, settings, complexity)
     return Clipart(rig, svg_path.stem, export.svg_digest(data), source)
 
@@ -117,6 +120,7 @@ def _read_svg_bytes(path: Path) -> bytes:
 
 FOLD_RATIO = 0.05  # a triangle carrying artwork below 5% of its area (or turned over) folds the drawing
 AMPLITUDE_STEPS = (1.0, 0.85, 0.7, 0.55, 0.4, 0.25, 0.1)
+CANVAS_MARGIN = 2.0  # px the moving drawing keeps from the canvas edges
 
 
 def folds(rig: ClipartRig, keypoints: torch.Tensor) -> bool:
@@ -131,23 +135,96 @@ def folds(rig: ClipartRig, keypoints: torch.Tensor) -> bool:
     return False
 
 
+def limbs_cross(figure, poses: np.ndarray) -> bool:
+    """Whether a bone of one limb passes through a bone of another in some frame (when they did not at rest)."""
+    chains = figure.tree.limbs()
+    real = None if figure.bones is None else {tuple(sorted(b)) for b in figure.bones.tolist()}
+    bones, owner = [], []
+    for c, chain in enumerate(chains):
+        for i in range(len(chain) - 1):
+            if real is None or tuple(sorted((chain[i], chain[i + 1]))) in real:  # not a link between parts
+                bones.append((chain[i], chain[i + 1]))
+                owner.append(c)
+    pairs = [(i, j) for i in range(len(bones)) for j in range(i) if owner[i] != owner[j]
+             and not set(bones[i]) & set(bones[j])]
+    if not pairs:
+        return False
+    first, second = np.array([bones[i] for i, _ in pairs]), np.array([bones[j] for _, j in pairs])
+    at_rest = segments_cross(figure.keypoints[None], first, second)[0]
+    return bool(np.any(segments_cross(poses, first, second) & ~at_rest[None]))
+
+
+def segments_cross(points: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """[F, pairs] whether segment ``first[k]`` properly crosses ``second[k]`` (keypoint index pairs)."""
+    a, b = points[:, first[:, 0]], points[:, first[:, 1]]
+    c, d = points[:, second[:, 0]], points[:, second[:, 1]]
+
+    def side(p, q, r):
+        return (q[..., 0] - p[..., 0]) * (r[..., 1] - p[..., 1]) - (q[..., 1] - p[..., 1]) * (r[..., 0] - p[..., 0])
+
+    return (side(a, b, c) * side(a, b, d) < 0) & (side(c, d, a) * side(c, d, b) < 0)
+
+
+def fit_view(points: torch.Tensor, width: int, height: int, margin: float = CANVAS_MARGIN):
+    """[scale, dx, dy] that keeps every frame's drawing inside the canvas (shrunk and moved as little as
+    needed, the same for all frames), or None when it already stays inside."""
+    low = points.amin(dim=(0, 1)).double().numpy()
+    high = points.amax(dim=(0, 1)).double().numpy()
+    size = np.array([width, height], np.float64)
+    if np.all(low >= margin) and np.all(high <= size - margin):
+        return None
+    span = np.maximum(high - low, 1e-6)
+    scale = float(min(1.0, *((size - 2 * margin) / span)))
+    target = np.clip(low + (1 - scale) * span / 2, margin, size - margin - scale * span)
+    offset = target - scale * low
+    return [scale, float(offset[0]), float(offset[1])]
+
+
+def apply_body_scale(points: torch.Tensor, body) -> torch.Tensor:
+    """Points [F, P, 2] scaled per frame about a pivot (``motion.body_scale``)."""
+    if not body:
+        return points
+    pivot = torch.tensor(body["pivot"], dtype=points.dtype, device=points.device)
+    scale = torch.tensor(body["scale"], dtype=points.dtype, device=points.device).unsqueeze(1)
+    return torch.where(scale == 1, points, pivot + (points - pivot) * scale)  # frames at rest stay exact
+
+
+def apply_view(points: torch.Tensor, view) -> torch.Tensor:
+    if not view:
+        return points
+    scale, dx, dy = view
+    return points * scale + torch.tensor([dx, dy], dtype=points.dtype, device=points.device)
+
+
 def animate_procedural(rig: ClipartRig, settings: MotionSettings, name: str = "clipart",
                        svg_sha256: str | None = None, avoid_folds: bool = True) -> ClipartAnimation:
     """Keypoint poses of a preset for every frame (the mesh deformation happens on demand).
 
     With ``avoid_folds`` a motion that would fold the artwork somewhere (keypoints too close for the
-    preset's size) is played smaller, by the largest of ``AMPLITUDE_STEPS`` that does not fold;
-    ``motion["amplitude_used"]`` says what was played.
+    preset's size) or pass one limb through another is played smaller, by the largest of
+    ``AMPLITUDE_STEPS`` that does neither; ``motion["amplitude_used"]`` says what was played. When the
+    motion reaches past the canvas, the whole clip is shrunk and moved to stay on it (``motion["view"]``:
+    scale, dx, dy applied to every frame's points).
     """
     settings.check()
     figure = figure_of(rig)
     for step in AMPLITUDE_STEPS if avoid_folds else (1.0,):
         played = dataclasses.replace(settings, amplitude=settings.amplitude * step)
         poses = torch.from_numpy(keypoint_motion(figure, played))
-        if not avoid_folds or settings.amplitude == 0 or not folds(rig, poses):
+        if not avoid_folds or settings.amplitude == 0 or not (folds(rig, poses) or limbs_cross(figure, poses.numpy())):
             break
     motion = {"mode": "procedural", **settings.__dict__, "amplitude_used": played.amplitude}
-    return ClipartAnimation(rig, poses, float(settings.fps), motion, name, svg_sha256)
+    body = body_scale(figure, played)
+    if body is not None:
+        motion["body_scale"] = body
+    animation = ClipartAnimation(rig, poses, float(settings.fps), motion, name, svg_sha256)
+    with torch.no_grad():
+        points = apply_body_scale(deform(rig, poses), body)
+    view = fit_view(points, rig.width, rig.height) if settings.keep_on_canvas else None
+    if view is not None:
+        motion["view"] = view
+    animation._points = apply_view(points, view)
+    return animation
 
 
 def render_animation(animation: ClipartAnimation, size: int | None = None,

@@ -225,7 +225,58 @@ def detect_keypoints(drawing: Drawing, complexity: float = 0.5) -> tuple[np.ndar
     keypoints, bones = _merge_close(keypoints, np.array(bones, np.int64).reshape(-1, 2), 0.03 * size)
     if len(keypoints) < 2:
         keypoints, bones = _axis_keypoints(filled)
-    return keypoints, bones
+    return _parts_without_keypoints(filled, keypoints, bones)
+
+
+MIN_PART_SHARE = 0.03  # a separate part with this share of the figure's area gets keypoints of its own
+
+
+def _parts_without_keypoints(filled: np.ndarray, keypoints: np.ndarray, bones: np.ndarray):
+    """Give every sizeable separate part (a floating head, a body whose skeleton was pruned) that holds no
+    keypoint two keypoints along its long axis and a bone between them."""
+    labels, count = _label_parts(filled)
+    total = filled.sum()
+    inside = labels[np.clip(keypoints[:, 1].astype(int), 0, filled.shape[0] - 1),
+                    np.clip(keypoints[:, 0].astype(int), 0, filled.shape[1] - 1)]
+    for part in range(1, count + 1):
+        mask = labels == part
+        if mask.sum() < MIN_PART_SHARE * total or part in inside:
+            continue
+        extra, extra_bones = _axis_keypoints(mask)
+        bones = np.concatenate([bones, extra_bones + len(keypoints)])
+        keypoints = np.concatenate([keypoints, extra])
+    return keypoints, bones.astype(np.int64).reshape(-1, 2)
+
+
+def _label_parts(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected components of a mask: labels (0 = background) and their number (runs per row, joined
+    with the runs they touch in the row above)."""
+    padded = np.pad(mask.astype(np.int8), ((0, 0), (1, 1)))
+    change = np.diff(padded, axis=1)
+    starts_y, starts_x = np.nonzero(change == 1)
+    ends_x = np.nonzero(change == -1)[1]  # exclusive; same order as the starts (row-major)
+    parent = list(range(len(starts_x)))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    rows: dict[int, list[int]] = {}
+    for run, y in enumerate(starts_y.tolist()):
+        rows.setdefault(y, []).append(run)
+    for y, runs in rows.items():
+        for run in runs:
+            for other in rows.get(y - 1, ()):
+                if starts_x[other] <= ends_x[run] and ends_x[other] >= starts_x[run]:  # touching, diagonals too
+                    parent[root(run)] = root(other)
+    roots = [root(i) for i in range(len(parent))]
+    numbering = {r: k + 1 for k, r in enumerate(dict.fromkeys(roots))}
+    labels = np.zeros(mask.shape, np.int64)
+    for run, (y, x0, x1) in enumerate(zip(starts_y.tolist(), starts_x.tolist(), ends_x.tolist())):
+        labels[y, x0:x1] = numbering[roots[run]]
+    return labels, len(numbering)
 
 
 def _merge_close(keypoints: np.ndarray, bones: np.ndarray, distance: float):

@@ -234,3 +234,61 @@ def dilate_until_inside(contour: np.ndarray, points: np.ndarray, step: float = 0
                              "one connected figure (or a layer file that splits the parts into layers)")
         ring = np.asarray(polygon.buffer(step, join_style="mitre").exterior.coords[:-1], np.float64)
         calls += 1
+
+
+LEGACY_REACH = 3.0  # px: points this close to the main outline (or one part) are reached by AniClipart's dilation
+BRIDGE_HALF_WIDTH = 2.0  # px: least half width of the strip joining a separate part to the figure
+
+
+def figure_outline(drawing: Drawing, epsilon: float = 1.0, scale: int = CONTOUR_RENDER_SCALE) -> tuple[np.ndarray, int]:
+    """The mesh boundary: AniClipart's dilated largest outline when it (nearly) holds every point;
+    for a figure in parts (a floating head, a tail touching at a point, a separate hat) every part's
+    outline joined to the figure by a narrow strip from its nearest point, so one mesh carries all
+    parts and each follows the bones nearest to it. Returns the ring and the dilation steps."""
+    import shapely
+
+    points = drawing.all_points()
+    mask = silhouette(drawing, scale)
+    contours = external_contours(mask)
+    if not contours:
+        raise InputError("svg", "draws nothing visible on the canvas", "shapes inside the drawing area")
+    main = approx_poly_dp_closed(max(contours, key=contour_area), epsilon).astype(np.float32) / scale
+    main = main.astype(np.float32)
+    if len(main) >= 3:
+        reach = shapely.distance(shapely.Polygon(main), shapely.points(points)).max()
+        if reach <= LEGACY_REACH or (len(contours) == 1 and reach <= MAX_DILATION_STEPS * 0.1):
+            return dilate_until_inside(main, points)
+    parts = [shapely.Polygon(np.asarray(c, np.float64) / scale).buffer(0.5 / scale, join_style="mitre")
+             for c in (approx_poly_dp_closed(c, epsilon) for c in contours) if len(c) >= 3]
+    covered = shapely.union_all(parts) if parts else shapely.Polygon()
+    for group in drawing.groups:  # shapes too thin or faint for the silhouette still need a mesh under them
+        group_points = np.concatenate([s.points for s in group.subpaths])
+        if not bool(np.all(shapely.contains_xy(covered, group_points[:, 0], group_points[:, 1]))):
+            parts.append(shapely.MultiPoint(group_points).convex_hull.buffer(1.0))
+    figure = _join_parts([p for p in parts if not p.is_empty])
+    ring = np.asarray(figure.exterior.simplify(0.25 / scale).coords[:-1], np.float64)
+    return dilate_until_inside(ring, points)
+
+
+def _join_parts(parts: list):
+    """One polygon: the largest part, with every other part joined by a strip to the nearest part so far."""
+    import shapely
+    from shapely.ops import nearest_points
+
+    parts = sorted(parts, key=lambda p: -p.area)
+    figure = parts[0]
+    remaining = parts[1:]
+    while remaining:
+        distances = [figure.distance(p) for p in remaining]
+        nearest = int(np.argmin(distances))
+        part = remaining.pop(nearest)
+        a, b = nearest_points(figure, part)
+        half_width = min(max(BRIDGE_HALF_WIDTH, 0.3 * np.sqrt(part.area)), 4 * BRIDGE_HALF_WIDTH)  # stiffer for big parts
+        bridge = shapely.LineString([a, b]).buffer(half_width, cap_style="round") if a.distance(b) > 0 \
+            else a.buffer(half_width)
+        figure = shapely.union_all([figure, part, bridge])
+        if figure.geom_type != "Polygon":  # parts that only touch: take the hull of the pieces' union
+            figure = figure.buffer(0.5).buffer(-0.25)
+            if figure.geom_type != "Polygon":
+                figure = max(shapely.get_parts(figure), key=lambda g: g.area)
+    return shapely.Polygon(figure.exterior)

@@ -2,15 +2,16 @@
 
 Groups, transforms, ``<use>``, CSS classes and inheritance are resolved; ``<rect>``, ``<circle>``,
 ``<ellipse>``, ``<polygon>``, ``<polyline>`` and arcs become Bézier subpaths; the viewBox is fitted
-into the canvas (centred, uniform scale, as AniClipart's ``svg_resize`` does). What the pack cannot
-draw (strokes, text, images, clip paths, masks) is skipped and listed in ``Drawing.warnings``;
-gradients are drawn as their average colour.
+into the canvas (centred, uniform scale, as AniClipart's ``svg_resize`` does). Strokes become filled
+outlines (``stroke``), linear and radial gradients are kept as paints (``gradient``). What the pack
+cannot draw (text, images, clip paths, masks, markers) is skipped and listed in ``Drawing.warnings``.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,9 @@ import numpy as np
 
 from ..pipelines.errors import InputError
 from . import pathdata
+from .gradient import Gradient, parse_paint_order, read_gradient
 from .pathdata import Subpath
+from .stroke import StrokeStyle, stroke_outline
 from .safe_xml import Element, parse_xml
 
 DEFAULT_CANVAS = 256
@@ -33,7 +36,9 @@ _UNITS = {"": 1.0, "px": 1.0, "pt": 4.0 / 3.0, "pc": 16.0, "mm": 96 / 25.4, "cm"
 _SKIPPED_CONTAINERS = {"defs", "symbol", "clipPath", "mask", "pattern", "marker", "metadata", "title", "desc",
                        "style", "script", "linearGradient", "radialGradient", "filter", "font", "foreignObject"}
 _UNSUPPORTED = {"text": "text", "image": "embedded images", "foreignObject": "foreign objects"}
-_INHERITED = ("fill", "fill-opacity", "fill-rule", "color", "visibility", "stroke", "clip-rule")
+_STROKE_PROPERTIES = ("stroke", "stroke-width", "stroke-opacity", "stroke-linejoin", "stroke-linecap", "stroke-miterlimit",
+                      "stroke-dasharray", "stroke-dashoffset", "paint-order")
+_INHERITED = ("fill", "fill-opacity", "fill-rule", "color", "visibility", "clip-rule", *_STROKE_PROPERTIES)
 
 
 @dataclass
@@ -45,6 +50,8 @@ class ShapeGroup:
     even_odd: bool = False
     element_id: str = ""
     source_d: str | None = None  # the element's own path data when it needs no transform (lossless write-back)
+    gradient: Gradient | None = None  # a linear/radial gradient paint (``fill`` then holds its average colour)
+    element_index: int = -1  # which painted element (its fill and its stroke outline share one) in document order
 
 
 @dataclass
@@ -57,6 +64,19 @@ class Drawing:
     def all_points(self) -> np.ndarray:
         """Every point (segment ends and Bézier control points), [N, 2]."""
         return np.concatenate([s.points for g in self.groups for s in g.subpaths], axis=0)
+
+    @property
+    def num_elements(self) -> int:
+        """Painted elements (AniClipart's shapes: a filled and stroked path is one); groups when unknown."""
+        known = [g.element_index for g in self.groups if g.element_index >= 0]
+        return max(known) + 1 if len(known) == len(self.groups) and known else len(self.groups)
+
+    def groups_of_elements(self, elements) -> list[int]:
+        """The groups that draw the given element indices (in paint order)."""
+        if self.num_elements == len(self.groups) and all(g.element_index in (-1, i) for i, g in enumerate(self.groups)):
+            return sorted(elements)
+        wanted = set(elements)
+        return [i for i, g in enumerate(self.groups) if g.element_index in wanted]
 
     def subset(self, indices) -> "Drawing":
         return Drawing(self.width, self.height, [self.groups[i] for i in indices], list(self.warnings))
@@ -227,8 +247,11 @@ def _parse_css(text: str, warnings: list[str], start_order: int) -> list[_Rule]:
 
 
 class _Reader:
-    def __init__(self, root: Element, input_name: str):
+    def __init__(self, root: Element, input_name: str, viewport: tuple[float, float] = (100.0, 100.0)):
         self.input_name = input_name
+        self.viewport = viewport
+        self.pending_strokes: dict[int, tuple] = {}
+        self.painted_elements = 0
         self.warnings: list[str] = []
         self.ids = {}
         rules: list[_Rule] = []
@@ -259,8 +282,9 @@ class _Reader:
             style.update(_parse_declarations(element.attrib["style"]))
         return style
 
-    def paint(self, value: str | None, inherited: dict):
-        """A fill value -> RGBA or None, resolving currentColor and gradients (average colour)."""
+    def paint(self, value: str | None, inherited: dict, bbox):
+        """A fill/stroke value -> (RGBA, Gradient or None), or None for no paint; resolves currentColor,
+        gradients (in the element's user space; ``bbox`` for objectBoundingBox units) and fallbacks."""
         if value is None:
             return None
         value = value.strip()
@@ -269,44 +293,16 @@ class _Reader:
         if match:
             target = self.ids.get(match.group(1))
             if target is not None and target.tag in ("linearGradient", "radialGradient"):
-                self.warn_once("gradient", "gradients are drawn with their average colour")
-                return self.gradient_average(target)
+                gradient = read_gradient(target, self.ids, self.style_of, parse_color, _parse_opacity, bbox, self.viewport)
+                return None if gradient is None else (gradient.average(), gradient)
             fallback = match.group(2).strip()
             if fallback:
-                return parse_color(fallback, current)
+                colour = parse_color(fallback, current)
+                return None if colour is None else (colour, None)
             self.warn_once(f"paint-{match.group(1)}", f"paint server '#{match.group(1)}' is not supported; its shapes were skipped")
             return None
-        return parse_color(value, current)
-
-    def gradient_average(self, gradient: Element):
-        stops = gradient.children
-        seen = {id(gradient)}
-        while not any(s.tag == "stop" for s in stops) and "href" in gradient.attrib:
-            gradient = self.ids.get(gradient.attrib["href"].lstrip("#"))
-            if gradient is None or id(gradient) in seen:
-                break
-            seen.add(id(gradient))
-            stops = gradient.children
-        colours, offsets = [], []
-        for stop in (s for s in stops if s.tag == "stop"):
-            style = self.style_of(stop)
-            colour = parse_color(style.get("stop-color", "black")) or (0.0, 0.0, 0.0, 0.0)
-            alpha = colour[3] * _parse_opacity(style.get("stop-opacity"))
-            colours.append((*colour[:3], alpha))
-            offset = parse_length(stop.attrib.get("offset", "0"), 1.0)
-            offsets.append(min(max(offset or 0.0, 0.0), 1.0))
-        if not colours:
-            return None
-        if len(colours) == 1:
-            return colours[0]
-        colours, offsets = np.array(colours), np.maximum.accumulate(np.array(offsets))
-        weights = np.zeros(len(offsets))
-        spans = np.diff(offsets)
-        weights[:-1] += spans / 2
-        weights[1:] += spans / 2
-        weights[0] += offsets[0]
-        weights[-1] += 1 - offsets[-1]
-        return tuple(float(v) for v in (weights[:, None] * colours).sum(0) / max(weights.sum(), 1e-12))
+        colour = parse_color(value, current)
+        return None if colour is None else (colour, None)
 
     def walk(self, element: Element, matrix: np.ndarray, inherited: dict, opacity: float, chain: tuple[str, ...],
              is_root: bool = False):
@@ -348,23 +344,78 @@ class _Reader:
             return
         if state.get("visibility", "visible").strip() in ("hidden", "collapse"):
             return
-        fill = self.paint(state.get("fill", "black"), state)
-        if parse_color(state.get("stroke")) is not None:
-            self.warn_once("stroke", "strokes are not drawn (convert strokes to fills, e.g. Inkscape: Path > Stroke to Path)")
-        if fill is None:
-            return
-        alpha = fill[3] * _parse_opacity(state.get("fill-opacity")) * opacity
-        if alpha <= 0:
-            return
+        bbox = _local_bbox(subpaths)
+        painted = []
+        fill = None if element.tag == "line" else self.paint(state.get("fill", "black"), state, bbox)
+        if fill is not None:
+            painted.append((fill, _parse_opacity(state.get("fill-opacity")), None))
+        stroke = self.paint(state.get("stroke"), state, bbox)
+        outline_style = self.stroke_style(state) if stroke is not None else None
+        if outline_style is not None:
+            painted.append((stroke, _parse_opacity(state.get("stroke-opacity")), outline_style))
+        if parse_paint_order(state.get("paint-order")):
+            painted.reverse()
+        element_id = element.attrib.get("id", "")
+        element_index = self.painted_elements
+        for (colour, gradient), paint_opacity, stroke_style in painted:
+            alpha = colour[3] * paint_opacity * opacity
+            if alpha <= 0:
+                continue
+            if gradient is not None:
+                gradient = dataclasses.replace(gradient.transformed(matrix), opacity=paint_opacity * opacity)
+            if stroke_style is None:
+                transformed = [s.transformed(matrix) for s in subpaths]
+                source_d = d if d is not None and np.array_equal(matrix, np.eye(3)) else None
+                even_odd = state.get("fill-rule", "nonzero").strip() == "evenodd"
+                self.add_group(ShapeGroup(transformed, (*colour[:3], alpha), even_odd, element_id, source_d, gradient,
+                                          element_index), subpaths)
+            else:
+                non_scaling = style.get("vector-effect", "").strip() == "non-scaling-stroke"
+                line = subpaths if element.tag not in ("path", "polyline", "line") else self.geometry(element, False)[0]
+                self.pending_strokes[len(self.groups)] = (line, matrix, stroke_style, non_scaling)
+                stroke_id = f"{element_id}-stroke" if element_id else ""
+                self.add_group(ShapeGroup([s.transformed(matrix) for s in subpaths], (*colour[:3], alpha), True, stroke_id,
+                                          None, gradient, element_index), subpaths)
+        if self.groups and self.groups[-1].element_index == element_index:  # it drew something
+            self.painted_elements += 1
+
+    def add_group(self, group: ShapeGroup, subpaths: list[Subpath]) -> None:
         if len(self.groups) >= MAX_SHAPES:
             raise InputError(self.input_name, f"has more than {MAX_SHAPES} filled shapes", "a clipart-sized SVG; merge paths first")
         self.segments += sum(s.num_segments for s in subpaths)
         if self.segments > MAX_SEGMENTS:
             raise InputError(self.input_name, f"has more than {MAX_SEGMENTS} path segments", "a clipart-sized SVG")
-        transformed = [s.transformed(matrix) for s in subpaths]
-        source_d = d if d is not None and np.array_equal(matrix, np.eye(3)) else None
-        even_odd = state.get("fill-rule", "nonzero").strip() == "evenodd"
-        self.groups.append(ShapeGroup(transformed, (*fill[:3], alpha), even_odd, element.attrib.get("id", ""), source_d))
+        self.groups.append(group)
+
+    def stroke_style(self, state: dict) -> StrokeStyle | None:
+        """The stroke's geometry in the element's user space, or None when it draws nothing."""
+        diagonal = math.sqrt((self.viewport[0] ** 2 + self.viewport[1] ** 2) / 2)
+        width = parse_length(state.get("stroke-width", "1"), diagonal)
+        if width is None or not width > 0 or not math.isfinite(width):
+            return None
+        dashes = ()
+        dash_text = state.get("stroke-dasharray", "none").strip()
+        if dash_text not in ("none", ""):
+            values = [parse_length(v, diagonal) for v in re.split(r"[\s,]+", dash_text) if v]
+            if values and all(v is not None and math.isfinite(v) and v >= 0 for v in values) and sum(values) > 0:
+                dashes = tuple(values)
+        offset = parse_length(state.get("stroke-dashoffset", "0"), diagonal) or 0.0
+        limit = parse_length(state.get("stroke-miterlimit", "4"))
+        join = state.get("stroke-linejoin", "miter").strip()
+        cap = state.get("stroke-linecap", "butt").strip()
+        return StrokeStyle(width, join if join in ("miter", "round", "bevel", "miter-clip", "arcs") else "miter",
+                           cap if cap in ("butt", "round", "square") else "butt",
+                           limit if limit is not None and limit >= 1 else 4.0, dashes, offset if math.isfinite(offset) else 0.0)
+
+    def stroke_subpaths(self, index: int, fit: np.ndarray) -> list[Subpath]:
+        """The outline of a pending stroke, in canvas pixels."""
+        subpaths, matrix, style, non_scaling = self.pending_strokes[index]
+        full = fit @ matrix
+        if non_scaling:  # the width is in the document's own units, whatever the element's transforms
+            outline = stroke_outline([s.transformed(matrix) for s in subpaths], style, _matrix_scale(fit))
+            return [s.transformed(fit) for s in outline]
+        outline = stroke_outline(subpaths, style, _matrix_scale(full))
+        return [s.transformed(full) for s in outline]
 
     def use(self, element, matrix, state, opacity, chain):
         reference = element.attrib.get("href", "").strip()
@@ -383,7 +434,8 @@ class _Reader:
         else:
             self.walk(target, matrix, state, opacity, chain + (reference,))
 
-    def geometry(self, element: Element) -> tuple[list[Subpath], str | None]:
+    def geometry(self, element: Element, force_close: bool = True) -> tuple[list[Subpath], str | None]:
+        """The element's subpaths; ``force_close`` closes open ones as a fill does (a stroke does not)."""
         a = element.attrib
         tag = element.tag
 
@@ -393,7 +445,7 @@ class _Reader:
 
         if tag == "path":
             d = a.get("d", "")
-            return pathdata.parse_path_data(d, True, self.input_name, MAX_SEGMENTS), d
+            return pathdata.parse_path_data(d, force_close, self.input_name, MAX_SEGMENTS), d
         if tag == "rect":
             rx = parse_length(a.get("rx")) if "rx" in a else None
             ry = parse_length(a.get("ry")) if "ry" in a else None
@@ -403,15 +455,33 @@ class _Reader:
             shape = pathdata.ellipse_subpath(number("cx"), number("cy"), r, r)
         elif tag == "ellipse":
             shape = pathdata.ellipse_subpath(number("cx"), number("cy"), number("rx"), number("ry"))
+        elif tag == "line":  # only ever stroked
+            values = [number("x1"), number("y1"), number("x2"), number("y2")]
+            shape = pathdata.polygon_subpath(values, False, force_close)
         elif tag in ("polygon", "polyline"):
-            shape = pathdata.polygon_subpath(pathdata.parse_number_list(a.get("points", "")), tag == "polygon", True)
+            shape = pathdata.polygon_subpath(pathdata.parse_number_list(a.get("points", "")), tag == "polygon", force_close)
         else:
             return [], None
         return ([shape] if shape is not None else []), None
 
 
-_STYLE_PROPERTIES = {"fill", "fill-opacity", "fill-rule", "opacity", "display", "visibility", "color", "stroke",
-                     "stop-color", "stop-opacity", "clip-path", "mask", "clip-rule"}
+_STYLE_PROPERTIES = {"fill", "fill-opacity", "fill-rule", "opacity", "display", "visibility", "color", "stop-color",
+                     "stop-opacity", "clip-path", "mask", "clip-rule", "vector-effect", *_STROKE_PROPERTIES}
+
+
+def _local_bbox(subpaths: list[Subpath]) -> tuple[float, float, float, float]:
+    """x0, y0, x1, y1 of the shape itself (curves flattened, not their control points)."""
+    from .stroke import _flatten
+
+    size = max(float(np.ptp(np.concatenate([s.points for s in subpaths]), axis=0).max()), 1e-12)
+    points = np.concatenate([_flatten(s, size * 1e-4) for s in subpaths])
+    low, high = points.min(0), points.max(0)
+    return float(low[0]), float(low[1]), float(high[0]), float(high[1])
+
+
+def _matrix_scale(matrix: np.ndarray) -> float:
+    """How many canvas pixels one unit becomes (geometric mean of the axes)."""
+    return math.sqrt(abs(float(np.linalg.det(matrix[:2, :2]))))
 
 
 # ----------------------------------------------------------------------------- viewport
@@ -477,19 +547,29 @@ def parse_svg(data: bytes | str, canvas: int = DEFAULT_CANVAS, input_name: str =
     if root.tag != "svg":
         raise InputError(input_name, f"has a <{root.tag.split('}')[-1]}> root element", "an <svg> document")
     box, aspect = _viewport(root, input_name)
-    reader = _Reader(root, input_name)
+    reader = _Reader(root, input_name, (box[2], box[3]) if box is not None else (100.0, 100.0))
     reader.walk(root, np.eye(3), {}, 1.0, (), is_root=True)
     if not reader.groups:
-        hint = " (it only has strokes; convert strokes to fills)" if "stroke" in reader._warned else ""
-        raise InputError(input_name, f"contains no filled shape to animate{hint}", "an SVG with at least one filled path or shape")
+        raise InputError(input_name, "contains no filled shape or stroke to animate", "an SVG with at least one visible path or shape")
     if box is None:
         box = _content_box(reader.groups)
     fit = _fit_matrix(box, aspect, canvas, canvas)
     identity = np.array_equal(fit, np.eye(3))
     groups = []
-    for group in reader.groups:
-        subpaths = group.subpaths if identity else [s.transformed(fit) for s in group.subpaths]
-        groups.append(ShapeGroup(subpaths, group.fill, group.even_odd, group.element_id, group.source_d if identity else None))
+    for index, group in enumerate(reader.groups):
+        if index in reader.pending_strokes:
+            subpaths = reader.stroke_subpaths(index, fit)
+            if not subpaths:
+                continue
+        else:
+            subpaths = group.subpaths if identity else [s.transformed(fit) for s in group.subpaths]
+        gradient = None if group.gradient is None else group.gradient.transformed(fit)
+        groups.append(dataclasses.replace(group, subpaths=subpaths, gradient=gradient,
+                                          source_d=group.source_d if identity else None))
+    if not groups:
+        raise InputError(input_name, "contains no filled shape or stroke to animate", "an SVG with at least one visible path or shape")
+    if sum(s.num_segments for g in groups for s in g.subpaths) > MAX_SEGMENTS:
+        raise InputError(input_name, f"has more than {MAX_SEGMENTS} path segments once its strokes are outlined", "a clipart-sized SVG")
     drawing = Drawing(canvas, canvas, groups, reader.warnings)
     extent = np.abs(drawing.all_points()).max()
     if not math.isfinite(extent) or extent > 1e4 * canvas:

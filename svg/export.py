@@ -76,13 +76,37 @@ def frame_svg(layout: PathLayout, points, rest_points=None, width: int | None = 
             d = source
         else:
             d = path_data(layout, points, g)
-        shapes.append(_path_element(layout, g, d))
+        shapes.append(_gradient_element(layout, g, points) + _path_element(layout, g, d))
     return _document(layout, shapes, width, height)
+
+
+def _gradient_element(layout: PathLayout, group: int, points: np.ndarray) -> str:
+    """The shape's gradient (if it has one) in canvas coordinates, moved with the shape's affine fit."""
+    paints = layout.group_gradients or ()
+    paint = paints[group] if group < len(paints) else None
+    if paint is None:
+        return ""
+    gradient = paint.gradient
+    start, stop = paint.point_range
+    fit = paint.pseudo_inverse @ (np.asarray(points[start:stop], np.float64) - paint.rest)  # [3, 2]
+    follow = np.eye(3)
+    follow[:2, :2] += fit[:2].T
+    follow[:2, 2] = fit[2]
+    a, b, c, d, e, f = (follow @ gradient.matrix)[:2].T.ravel()
+    names = ("x1", "y1", "x2", "y2") if gradient.kind == "linear" else ("cx", "cy", "r", "fx", "fy")
+    coords = " ".join(f'{n}="{v:.9g}"' for n, v in zip(names, gradient.coords))
+    stops = "".join(f'<stop offset="{o:.6g}" stop-color="{_colour(c)[0]}" stop-opacity="{c[3] * gradient.opacity:.6g}"/>'
+                    for o, c in zip(gradient.offsets, gradient.colours))
+    return (f'<{gradient.kind}Gradient id="paint{group}" gradientUnits="userSpaceOnUse" spreadMethod="{gradient.spread}" '
+            f'gradientTransform="matrix({a:.9g} {b:.9g} {c:.9g} {d:.9g} {e:.9g} {f:.9g})" {coords}>{stops}'
+            f'</{gradient.kind}Gradient>\n')
 
 
 def _path_element(layout: PathLayout, group: int, d: str, inner: str = "") -> str:
     colour, opacity = _colour(layout.group_fill[group])
     attributes = f'fill="{colour}"'
+    if layout.group_gradients and layout.group_gradients[group] is not None:  # opacity is in the stops
+        attributes, opacity = f'fill="url(#paint{group})"', "1"
     if opacity != "1":
         attributes += f' fill-opacity="{opacity}"'
     if bool(layout.group_even_odd[group]):
@@ -133,7 +157,7 @@ def animated_svg(layout: PathLayout, frames, fps: float, rest_points=None, width
             values = ";".join(path_data(layout, frames[f], g, decimals) for f in range(count))
             inner = (f'<animate attributeName="d" dur="{duration:.9g}s" calcMode="discrete" '
                      f'repeatCount="{"indefinite" if repeat else "1"}" fill="freeze" keyTimes="{key_times}" values="{values}"/>')
-        shapes.append(_path_element(layout, g, first, inner))
+        shapes.append(_gradient_element(layout, g, frames[0]) + _path_element(layout, g, first, inner))
     return _document(layout, shapes, width, height)
 
 

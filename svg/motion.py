@@ -33,6 +33,7 @@ class MotionSettings:
     loop: bool = True  # a whole number of cycles, so the last frame leads into the first
     seed: int = 0
     fixed_start: bool = True  # frame 0 is the input artwork
+    keep_on_canvas: bool = True  # shrink/move the whole clip when the motion reaches past the canvas
 
     def check(self) -> "MotionSettings":
         if self.preset not in PRESETS:
@@ -63,6 +64,7 @@ class Figure:
     high: np.ndarray
     mass_points: np.ndarray  # points spread over the figure's area (mesh triangle centroids)
     mass_weights: np.ndarray
+    bones: np.ndarray | None = None  # the rig's own bones (the tree may add links between separate parts)
 
     @property
     def size(self) -> float:
@@ -84,22 +86,37 @@ def figure_of(rig) -> Figure:
         centroids.append(corners.mean(1))
         weights.append(np.abs(layer.mesh.areas()))
     return Figure(keypoints, KinematicTree.build(keypoints, bones), points.min(0), points.max(0),
-                  np.concatenate(centroids), np.concatenate(weights))
+                  np.concatenate(centroids), np.concatenate(weights), np.asarray(bones, np.int64).reshape(-1, 2))
 
 
 def keypoint_motion(figure: Figure, settings: MotionSettings) -> np.ndarray:
     """Keypoint positions ``[F, K, 2]`` (float64, canvas pixels) for a preset."""
     settings.check()
+    rng, drive = _drive_for(settings)
+    poses = _GENERATORS[settings.preset](figure, drive, settings.amplitude, rng)
+    if settings.fixed_start:
+        poses[0] = figure.keypoints  # every drive signal is 0 at phase 0; this removes rounding
+    return poses
+
+
+def _drive_for(settings: MotionSettings):
     rng = np.random.default_rng(settings.seed)
     frames = np.arange(settings.num_frames)
     theta = 2 * math.pi * settings.cycles * frames / settings.num_frames
     if not settings.fixed_start:
         theta = theta + rng.uniform(0, 2 * math.pi)
-    drive = _Drive(theta, settings.fixed_start)
-    poses = _GENERATORS[settings.preset](figure, drive, settings.amplitude, rng)
-    if settings.fixed_start:
-        poses[0] = figure.keypoints  # every drive signal is 0 at phase 0; this removes rounding
-    return poses
+    return rng, _Drive(theta, settings.fixed_start)
+
+
+def body_scale(figure: Figure, settings: MotionSettings) -> dict | None:
+    """For presets that swell the whole drawing (breathe): the pivot (its base) and a per-frame (sx, sy)
+    applied to the deformed drawing, since a mesh that stays as rigid as possible cannot grow."""
+    if settings.preset != "breathe":
+        return None
+    _, drive = _drive_for(settings.check())
+    b = drive.rise()
+    scale = np.stack([1 + 0.04 * settings.amplitude * b, 1 + 0.08 * settings.amplitude * b], axis=1)
+    return {"pivot": [float(v) for v in figure.base], "scale": scale.tolist()}
 
 
 class _Drive:
@@ -183,13 +200,24 @@ def _side(figure: Figure, chain: list[int]) -> float:
     return 1.0 if reach[0] >= 0 else -1.0
 
 
+def _outward(figure: Figure, chain: list[int]) -> float:
+    """The sign of a turn that moves the limb's tip away from the body's middle."""
+    pivot, tip = figure.keypoints[chain[0]], figure.keypoints[chain[-1]]
+    turned = _rotate_about(tip[None], pivot, np.array([0.1]))[0, 0]
+    centre = figure.keypoints[figure.tree.root]
+    return 1.0 if abs(turned[0] - centre[0]) > abs(tip[0] - centre[0]) else -1.0
+
+
 def _limb_angles(figure: Figure, chains, angle_of) -> np.ndarray:
     """Local FK angles [F, K] where each limb's joints get ``angle_of(index, chain, joint)``."""
     count = len(figure.keypoints)
     local = None
+    real = None if figure.bones is None else {tuple(sorted(b)) for b in figure.bones.tolist()}
     for index, chain in enumerate(chains):
         for joint, node in enumerate(chain[1:]):
             value = angle_of(index, chain, joint)
+            if real is not None and tuple(sorted((chain[joint], node))) not in real:
+                value = np.zeros_like(value)  # a link the tree added between separate parts does not turn
             if local is None:
                 local = np.zeros((len(value), count))
             local[:, node] += value
@@ -214,8 +242,11 @@ def _wave(figure, drive, amplitude, rng):
         return _sway(figure, drive, amplitude, rng)
     offsets, gains = _jitter(rng, len(chains))
     step = math.radians(12) * amplitude
+    middle = (figure.low[1] + figure.high[1]) / 2
 
     def angle(index, chain, joint):
+        if figure.keypoints[chain[-1], 1] > middle:  # a leg sways from the hip, stiffly (no S-shaped wave)
+            return step * gains[index] * _reach(figure, chain) * drive.sin(offsets[index]) * (1.0 if joint == 0 else 0.25)
         return step * gains[index] * _reach(figure, chain) * drive.sin(offsets[index] - 0.9 * joint)
 
     return figure.tree.forward(figure.keypoints, _limb_angles(figure, chains, angle))
@@ -328,12 +359,18 @@ def _walk(figure, drive, amplitude, rng):
     role.update({id(c): ("arm", i) for i, c in enumerate(arms)})
     offsets, gains = _jitter(rng, len(chains), phase=0.15, gain=0.1)
     swing, knee, arm_swing = math.radians(16) * amplitude, math.radians(14) * amplitude, math.radians(12) * amplitude
+    # Legs on both sides of the body (a figure seen from the front) step by lifting outwards in turn, so they
+    # never swing into each other; legs seen from the side swing back and forth.
+    frontal = len({_side(figure, c) for c in legs}) == 2
 
     def angle(index, chain, joint):
         kind, order = role[id(chain)]
         phase = math.pi * (order % 2) + offsets[index]
         gain = gains[index] * _reach(figure, chain)
         if kind == "leg":
+            if frontal:  # one leg lifts outwards in the first half of the cycle, the other in the second
+                lift = np.maximum((1.0 if order % 2 == 0 else -1.0) * drive.sin(offsets[index]), 0.0)
+                return _outward(figure, chain) * gain * lift * (swing if joint == 0 else knee * (1.0 if joint == 1 else 0.3))
             if joint == 0:
                 return swing * gain * drive.sin(phase)
             return knee * gain * drive.rise(phase) * (1.0 if joint == 1 else 0.3)
@@ -345,9 +382,17 @@ def _walk(figure, drive, amplitude, rng):
 
 
 def _breathe(figure, drive, amplitude, rng):
-    """Slow inhale/exhale: the figure swells a little about its base, more in height."""
-    b = drive.rise()
-    return _scale_about(figure.keypoints, figure.base, 1 + 0.025 * amplitude * b, 1 + 0.05 * amplitude * b)
+    """Slow inhale/exhale: the figure swells about its base, more in height (``body_scale``), while the
+    limbs rise a little with each breath."""
+    chains = _limbs(figure)
+    lift = math.radians(4) * amplitude
+
+    def angle(index, chain, joint):
+        return _outward(figure, chain) * lift * _reach(figure, chain) * drive.rise() * (1.0 if joint == 0 else 0.3)
+
+    if not chains:
+        return np.repeat(figure.keypoints[None], len(drive), 0)
+    return figure.tree.forward(figure.keypoints, _limb_angles(figure, chains, angle))
 
 
 def _wiggle(figure, drive, amplitude, rng):

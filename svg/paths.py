@@ -30,6 +30,7 @@ class PathLayout:
     segment_points: torch.Tensor  # [S, 4] point indices; a line repeats its ends (a, a, b, b)
     segment_is_line: torch.Tensor  # [S] bool
     segment_group: torch.Tensor  # [S]
+    group_gradients: list = None  # per shape a gradient.GradientPaint or None (solid ``group_fill``)
 
     @property
     def num_points(self) -> int:
@@ -94,4 +95,18 @@ def layout_drawing(drawing: Drawing) -> tuple[PathLayout, torch.Tensor]:
         segment_group=torch.tensor(segment_group, dtype=torch.long),
     )
     points = torch.from_numpy(np.concatenate(point_arrays).astype(np.float32))
+    layout.group_gradients = _gradient_paints(drawing, layout, points.numpy().astype(np.float64))
     return layout, points
+
+
+def _gradient_paints(drawing: Drawing, layout: PathLayout, rest: np.ndarray) -> list:
+    from .gradient import paint_for
+
+    paints = []
+    for g, group in enumerate(drawing.groups):
+        if group.gradient is None:
+            paints.append(None)
+            continue
+        start, stop = layout.group_point_range(g)
+        paints.append(paint_for(group.gradient, rest[start:stop], (start, stop)))
+    return paints

@@ -97,11 +97,32 @@ def _rasterise_torch(layout: PathLayout, frames: torch.Tensor, height: int, widt
     fills = layout.group_fill.to(device=device, dtype=dtype)
     even_odd = layout.group_even_odd.to(device)
     chunks = _chunks(chord_group, start, end, layout.num_groups, num_frames, height, width)
+    paints = _Paints(layout, frames.to(dtype), fills, scale.tolist())
     if torch.is_grad_enabled() and pieces[0].requires_grad:
-        colour, alpha = _composite_differentiable(pieces, chord_group, chunks, fills, even_odd, colour, alpha)
+        colour, alpha = _composite_differentiable(pieces, chord_group, chunks, paints, even_odd, colour, alpha)
     else:
-        _composite_in_place(pieces, chord_group, chunks, fills, even_odd, colour, alpha)
+        _composite_in_place(pieces, chord_group, chunks, paints, even_odd, colour, alpha)
     return colour, alpha
+
+
+class _Paints:
+    """Each shape's paint: its solid fill colour, or its gradient evaluated over a pixel box."""
+
+    def __init__(self, layout: PathLayout, frames: torch.Tensor, fills: torch.Tensor, scale):
+        self.gradients = layout.group_gradients or [None] * layout.num_groups
+        self.frames, self.fills, self.scale = frames, fills, scale
+
+    def any_gradient(self, first: int, last: int) -> bool:
+        return any(g is not None for g in self.gradients[first:last])
+
+    def pixels(self, group: int, box) -> torch.Tensor:
+        """Straight RGBA [F, h, w, 4] (alpha includes the shape's opacity) over the output box."""
+        from .gradient import paint_pixels
+
+        if self.gradients[group] is not None:
+            return paint_pixels(self.gradients[group], self.frames, box, self.scale)
+        y0, y1, x0, x1 = box
+        return self.fills[group].view(1, 1, 1, 4).expand(self.frames.shape[0], y1 - y0, x1 - x0, 4)
 
 
 def _lines_as_cubics(control: torch.Tensor, is_line: torch.Tensor) -> torch.Tensor:
@@ -213,16 +234,23 @@ def _chunks(chord_group, start, end, num_groups, num_frames, height, width):
         first = last
 
 
-def _composite_differentiable(pieces, chord_group, chunks, fills, even_odd, colour, alpha):
+def _composite_differentiable(pieces, chord_group, chunks, paints, even_odd, colour, alpha):
     """Composite chunk by chunk with out-of-place operations (autograd keeps what it needs)."""
     num_frames, height, width = alpha.shape
     for first, last, box in chunks:
         coverage = _coverage(pieces, chord_group, first, last, box, even_odd, num_frames)
-        paint = fills[first:last]
-        a = coverage * paint[:, 3].view(1, -1, 1, 1)
+        if paints.any_gradient(first, last):
+            paint = torch.stack([paints.pixels(g, box) for g in range(first, last)], dim=1)  # [F, g, h, w, 4]
+            a = coverage * paint[..., 3]
+        else:
+            paint = paints.fills[first:last]
+            a = coverage * paint[:, 3].view(1, -1, 1, 1)
         through = torch.flip(torch.cumprod(torch.flip(1 - a, [1]), 1), [1])  # prod_{h >= g} (1 - a_h)
         after = torch.cat([through[:, 1:], torch.ones_like(through[:, :1])], dim=1)  # prod_{h > g}
-        chunk_colour = torch.einsum("fghw,gc->fhwc", a * after, paint[:, :3])
+        if paint.dim() == 5:
+            chunk_colour = ((a * after).unsqueeze(-1) * paint[..., :3]).sum(1)
+        else:
+            chunk_colour = torch.einsum("fghw,gc->fhwc", a * after, paint[:, :3])
         chunk_alpha = 1 - through[:, 0]
         y0, y1, x0, x1 = box
         pad = (x0, width - x1, y0, height - y1)
@@ -233,19 +261,24 @@ def _composite_differentiable(pieces, chord_group, chunks, fills, even_odd, colo
     return colour, alpha
 
 
-def _composite_in_place(pieces, chord_group, chunks, fills, even_odd, colour, alpha):
+def _composite_in_place(pieces, chord_group, chunks, paints, even_odd, colour, alpha):
     """Without gradients: one shape at a time, only inside its own pixel box."""
     num_frames = alpha.shape[0]
+    fills = paints.fills
     for first, last, _ in chunks:
         for group in range(first, last):
             coverage = _coverage(pieces, chord_group, group, group + 1, None, even_odd, num_frames)
             if coverage is None:
                 continue
             coverage, (y0, y1, x0, x1) = coverage
-            a = coverage[:, 0] * fills[group, 3]
+            if paints.gradients[group] is not None:
+                paint = paints.pixels(group, (y0, y1, x0, x1))
+                a, rgb = coverage[:, 0] * paint[..., 3], paint[..., :3]
+            else:
+                a, rgb = coverage[:, 0] * fills[group, 3], fills[group, :3]
             keep = 1 - a
             colour[:, y0:y1, x0:x1] *= keep.unsqueeze(-1)
-            colour[:, y0:y1, x0:x1] += a.unsqueeze(-1) * fills[group, :3]
+            colour[:, y0:y1, x0:x1] += a.unsqueeze(-1) * rgb
             alpha[:, y0:y1, x0:x1] *= keep
             alpha[:, y0:y1, x0:x1] += a
 

@@ -29,6 +29,7 @@ class RigSettings:
     arap_weight: float = DEFAULT_ARAP_WEIGHT
     subdivide: bool = True
     boundary_simplify: float = 1.0  # Douglas-Peucker epsilon (pixels of the 2x contour rendering)
+    mesher: str = "builtin"  # "builtin" (permissive) or "triangle" (AniClipart's exact mesh; non-commercial licence)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -125,9 +126,9 @@ def _check_keypoints(keypoints: np.ndarray, drawing: Drawing) -> np.ndarray:
 
 
 def _build_layer(part: Drawing, keypoints: np.ndarray, keypoint_index: np.ndarray, settings: RigSettings):
-    outline = contour.drawing_outline(part, settings.boundary_simplify)
-    ring, steps = contour.dilate_until_inside(outline, part.all_points())
-    layer_mesh = mesh.triangulate(ring, keypoints[keypoint_index], settings.max_tri_area, settings.min_tri_angle)
+    ring, steps = contour.figure_outline(part, settings.boundary_simplify)
+    layer_mesh = mesh.triangulate(ring, keypoints[keypoint_index], settings.max_tri_area, settings.min_tri_angle,
+                                  settings.mesher)
     return (*_carry(part, layer_mesh, settings), steps)
 
 

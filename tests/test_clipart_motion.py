@@ -17,12 +17,13 @@ import clipart_testlib as lib
 from clipart_testlib import shared_clipart  # noqa: F401  (a fixture)
 from comfyui_animate_suite.pipelines.errors import InputError
 from comfyui_animate_suite.svg import export
-from comfyui_animate_suite.svg.animate import (animate_procedural, animation_from_record, animation_svg, frame_svgs,
-                                               load_clipart, motion_record, render_animation)
+from comfyui_animate_suite.svg.animate import (CANVAS_MARGIN, animate_procedural, animation_from_record, animation_svg,
+                                               apply_view, folds, frame_svgs, limbs_cross, load_clipart, motion_record,
+                                               render_animation)
 from comfyui_animate_suite.svg.autorig import detect_keypoints
 from comfyui_animate_suite.svg.contour import silhouette
 from comfyui_animate_suite.svg.document import parse_svg
-from comfyui_animate_suite.svg.motion import PRESETS, MotionSettings
+from comfyui_animate_suite.svg.motion import PRESETS, MotionSettings, figure_of, keypoint_motion
 from comfyui_animate_suite.svg.paths import layout_drawing
 from comfyui_animate_suite.svg.raster import rasterise
 from comfyui_animate_suite.svg.rig import build_rig, deform
@@ -61,13 +62,20 @@ def _art_triangle_area_ratios(clipart, keypoints):
 def _check_animation(clipart, preset):
     rig = clipart.rig
     animation = animate_procedural(rig, _settings(preset))
-    assert animation.motion["amplitude_used"] == 1.0, "the preset folds the drawing at its natural size"
+    full = keypoint_motion(figure_of(rig), _settings(preset))
+    assert not folds(rig, torch.from_numpy(full)), "the preset folds the drawing at its natural size"
+    if animation.motion["amplitude_used"] < 1.0:  # played smaller only where limbs would pass through each other
+        assert limbs_cross(figure_of(rig), full) and animation.motion["amplitude_used"] >= 0.4, animation.motion
+    else:
+        torch.testing.assert_close(animation.keypoints, torch.from_numpy(full), atol=0, rtol=0)
     keypoints = animation.keypoints
     assert keypoints.shape == (FRAMES, rig.num_keypoints, 2)
     assert torch.equal(keypoints[0], rig.keypoints), "a fixed start begins at the rest pose"
     assert (keypoints - rig.keypoints).abs().max() > 1.0, "the preset does not move"
     points = animation.points()
-    assert torch.equal(points[0], rig.rest_points), "frame 0 is the input artwork"
+    assert torch.equal(points[0], apply_view(rig.rest_points, animation.motion.get("view"))), "frame 0 is the input artwork"
+    assert points.amin() >= CANVAS_MARGIN - 1e-3 and (points.amax(dim=(0, 1)) <= torch.tensor(rig.canvas) - CANVAS_MARGIN + 1e-3).all(), \
+        "the drawing leaves the canvas"
     ratio = bone_lengths(keypoints, rig.bones) / bone_lengths(rig.keypoints, rig.bones)
     if preset in LIMB_PRESETS:
         torch.testing.assert_close(ratio, torch.ones_like(ratio), atol=1e-9, rtol=0)
