@@ -182,9 +182,15 @@ def partial_forward(bridge, patcher, call) -> dict:
     2. onto the meta device (a stand-in GPU): part of the module lands there, the rest stays on the CPU."""
     import torch
 
+    import comfy.model_management as mm
+
     size = patcher.model_size()
+    # The budget is 40% of what ComfyUI can stream (layers that cast weights on the fly): a tiny model's
+    # buffers (position tables) can outweigh its layers, so 40% of the whole size may hold every layer.
+    streamable = sum(mm.module_size(m) for m in patcher.model.modules() if hasattr(m, "comfy_cast_weights"))
+    budget = int(streamable * 0.4)
     cpu, meta = torch.device("cpu"), torch.device("meta")
-    patcher.load(cpu, lowvram_model_memory=int(size * 0.4), full_load=False)
+    patcher.load(cpu, lowvram_model_memory=budget, full_load=False)
     streamed = bool(getattr(patcher.model, "model_lowvram", False))
     ran = False
     if call is not None:
@@ -193,7 +199,7 @@ def partial_forward(bridge, patcher, call) -> dict:
             patcher.model(*to_device(args, cpu), **to_device(kwargs, cpu))
         ran = True
     patcher.unpatch_model(cpu)
-    patcher.load(meta, lowvram_model_memory=int(size * 0.4), full_load=False)
+    patcher.load(meta, lowvram_model_memory=budget, full_load=False)
     devices = sorted({p.device.type for p in patcher.model.parameters()})
     lowvram = bool(getattr(patcher.model, "model_lowvram", False))
     return {"size": size, "devices": devices, "lowvram": lowvram and streamed, "forward": ran}
