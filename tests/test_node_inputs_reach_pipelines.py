@@ -60,6 +60,7 @@ CHANGED_OVERRIDES = {
     ("AnimateSuiteClipartKeypoints", "keypoints"): "shifted",
     ("AnimateSuiteClipartKeypoints", "bones"): "fewer",
     ("AnimateSuiteDWPoseLoader", "model_dir"): "dwpose/probe_b",
+    ("AnimateSuiteAnimateClipartFromPose", "map"): "the automatic map, one joint fewer",
     ("AnimateSuiteClipartTextAnimate", "prompt"): "A cat is jumping.",
 }
 # On the CPU "auto" precision is fp32, the next choice: pick one that differs.
@@ -265,6 +266,9 @@ class Probe:
                 rows = [line.split() for line in keypoints.strip().splitlines()]
                 return "\n".join(f"{float(x) + 3:g} {y}" for x, y, *_ in rows)
             return "\n".join(bones.strip().splitlines()[:-1])
+        if class_type == "AnimateSuiteAnimateClipartFromPose":
+            used_map = self.run_plain(class_type, self.base_inputs(class_type))[2]  # the node shows the map it used
+            return "\n".join(used_map.strip().splitlines()[:-1])
         return special
 
     def _loaded_rig_text(self) -> tuple[str, str]:
