@@ -287,10 +287,7 @@ class AnimateSuiteSaveClipartSVG:
         from ..svg import export, rigfiles
 
         folder, stem, counter, subfolder = comfy_bridge.output_location(filename_prefix, size, size)
-        base = f"{stem}_{counter:05d}"
-        while os.path.exists(os.path.join(folder, base + ".svg")):
-            counter += 1
-            base = f"{stem}_{counter:05d}"
+        base = comfy_bridge.unused_base(folder, stem, counter, (".svg",), separator="")
         files = [(base + ".svg", clipart_animate.animation_svg(animation, size))]
         if motion_json:
             files.append((base + ".json", export.motion_json(clipart_animate.motion_record(animation))))

@@ -161,13 +161,19 @@ def output_location(filename_prefix: str, width: int = 0, height: int = 0) -> tu
     return folder, stem, counter, subfolder
 
 
-def unused_name(folder: str, stem: str, counter: int, suffix: str) -> str:
-    """``stem_00001_<suffix>`` with the first counter not taken, so two jobs never overwrite each other."""
+def unused_base(folder: str, stem: str, counter: int, suffixes: tuple[str, ...], separator: str = "_") -> str:
+    """``stem_00001<separator>`` with the first counter for which no ``base + suffix`` exists yet, so two jobs
+    never overwrite each other (a Live Photo's .jpg and .mov, an SVG and its side files, share one base)."""
     while True:
-        name = f"{stem}_{counter:05d}_{suffix}"
-        if not os.path.exists(os.path.join(folder, name)):
-            return name
+        base = f"{stem}_{counter:05d}{separator}"
+        if not any(os.path.exists(os.path.join(folder, base + suffix)) for suffix in suffixes):
+            return base
         counter += 1
+
+
+def unused_name(folder: str, stem: str, counter: int, suffix: str) -> str:
+    """``stem_00001_<suffix>`` with the first counter not taken."""
+    return unused_base(folder, stem, counter, (suffix,)) + suffix
 
 
 def output_file_path(filename_prefix: str, suffix: str) -> tuple[str, dict]:

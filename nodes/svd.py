@@ -1,14 +1,10 @@
-"""SVD img2vid nodes: load the model, turn a photo into frames, save an Apple Live Photo."""
+"""SVD img2vid nodes: load the model, turn a photo into frames (Save Live Photo is with the video nodes)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-
-import folder_paths
 
 from ..pipelines import images as image_ops
 from ..pipelines.checkpoints import WEIGHT_SUFFIXES
@@ -16,7 +12,6 @@ from ..pipelines.errors import InputError
 from ..pipelines.svd.pipeline import MOTION_PRESETS, MOTIONS, ORIENTATIONS
 from ..pipelines.svd.samplers import SAMPLERS
 from . import comfy_bridge
-from .video_nodes import FPS_INPUT, _metadata
 
 CATEGORY = "Animate Suite/SVD"
 MODEL_TYPE = "ANIMATESUITE_SVD_MODEL"
@@ -147,66 +142,4 @@ class AnimateSuiteSVDImageToVideo:
         return (comfy_bridge.to_intermediate(clip), float(fps))
 
 
-def _pair_paths(folder: str, stem: str, counter: int) -> tuple[str, int]:
-    # The still and the movie share a name; neither may overwrite an earlier pair.
-    while True:
-        base = f"{stem}_{counter:05d}_"
-        if not any(os.path.exists(os.path.join(folder, base + s)) for s in (".jpg", ".mov")):
-            return base, counter
-        counter += 1
-
-
-class AnimateSuiteSaveLivePhoto:
-    DISPLAY_NAME = "Save Live Photo (Animate Suite)"
-    DESCRIPTION = ("Saves frames as an Apple Live Photo: a JPEG still and an H.264 .mov sharing one content identifier "
-                   "(MakerNote ContentIdentifier in the JPEG; com.apple.quicktime.content.identifier and a "
-                   "still-image-time track in the movie). Copy both files to Photos (AirDrop or import together) to get "
-                   "a Live Photo.")
-    CATEGORY = "Animate Suite/video"
-    FUNCTION = "save"
-    RETURN_TYPES = ("STRING",)
-    RETURN_NAMES = ("content_identifier",)
-    OUTPUT_TOOLTIPS = ("The UUID both files carry.",)
-    OUTPUT_NODE = True
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "images": ("IMAGE", {"tooltip": "The frames of the motion part, in order."}),
-                "fps": FPS_INPUT,
-                "filename_prefix": ("STRING", {"default": "AnimateSuite/live", "tooltip": "Sub-folder and file name start inside the output folder; the pair is <name>.jpg + <name>.mov."}),
-                "still_frame": ("INT", {"default": 0, "min": -1, "max": 100000, "tooltip": "Which frame is the still (0: the first, which SVD keeps closest to the photo; -1: the middle)."}),
-                "quality": ("INT", {"default": 90, "min": 1, "max": 100, "tooltip": "JPEG quality and movie quality (x264 CRF 45..5)."}),
-            },
-            "optional": {
-                "still_image": ("IMAGE", {"tooltip": "Optional still to use instead of a frame, e.g. the original photo; resized (crop) to the frame size."}),
-            },
-            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
-        }
-
-    def save(self, images, fps, filename_prefix, still_frame, quality, still_image=None, prompt=None, extra_pnginfo=None):
-        from ..pipelines.livephoto import write_live_photo
-
-        images = image_ops.check_image_batch(images)
-        if not 0 < fps < float("inf"):
-            raise InputError("fps", f"is {fps}", "a positive number")
-        count = images.shape[0]
-        index = count // 2 if still_frame == -1 else still_frame
-        if not 0 <= index < count:
-            raise InputError("still_frame", f"is {still_frame} for {count} frames", f"-1 or 0..{count - 1}")
-        frames = image_ops.to_uint8(images)
-        height, width = frames.shape[1:3]
-        still = frames[index]
-        if still_image is not None:
-            photo = image_ops.check_image_batch(still_image, "still_image")[:1]
-            still = image_ops.to_uint8(image_ops.resize_batch(photo, width, height, "crop"))[0]
-        folder, stem, counter, subfolder = comfy_bridge.output_location(filename_prefix, width, height)
-        base, _ = _pair_paths(folder, stem, counter)
-        identifier = write_live_photo(frames, fps, still, Path(folder) / f"{base}.jpg", Path(folder) / f"{base}.mov",
-                                      still_frame=index, quality=quality, metadata=_metadata(prompt, extra_pnginfo))
-        files = [{"filename": f"{base}{suffix}", "subfolder": subfolder, "type": "output"} for suffix in (".jpg", ".mov")]
-        return {"ui": {"images": files[:1], "live_photo": files, "content_identifier": [identifier]}, "result": (identifier,)}
-
-
-NODE_CLASSES = [AnimateSuiteSVDLoader, AnimateSuiteSVDImageToVideo, AnimateSuiteSaveLivePhoto]
+NODE_CLASSES = [AnimateSuiteSVDLoader, AnimateSuiteSVDImageToVideo]

@@ -1,4 +1,4 @@
-"""Frames in and out: save GIF/WebP/MP4/PNG with an in-node preview, load videos, VIDEO interop."""
+"""Frames in and out: save GIF/WebP/MP4/PNG (previewed in the node) and Apple Live Photos, load videos, VIDEO interop."""
 
 from __future__ import annotations
 
@@ -96,6 +96,60 @@ def preview_ui(results: list[dict], fmt: str) -> dict:
     if fmt == "gif":
         return {GIF_PREVIEW_KEY: results}
     return {"images": results, "animated": (fmt != "png",)}
+
+
+class AnimateSuiteSaveLivePhoto:
+    DISPLAY_NAME = "Save Live Photo (Animate Suite)"
+    DESCRIPTION = ("Saves frames as an Apple Live Photo: a JPEG still and an H.264 .mov sharing one content identifier "
+                   "(MakerNote ContentIdentifier in the JPEG; com.apple.quicktime.content.identifier and a "
+                   "still-image-time track in the movie). Copy both files to Photos (AirDrop or import together) to get "
+                   "a Live Photo.")
+    CATEGORY = CATEGORY
+    FUNCTION = "save"
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("content_identifier",)
+    OUTPUT_TOOLTIPS = ("The UUID both files carry.",)
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "The frames of the motion part, in order."}),
+                "fps": FPS_INPUT,
+                "filename_prefix": ("STRING", {"default": "AnimateSuite/live", "tooltip": "Sub-folder and file name start inside the output folder; the pair is <name>.jpg + <name>.mov."}),
+                "still_frame": ("INT", {"default": 0, "min": -1, "max": 100000, "tooltip": "Which frame is the still (0: the first, which SVD keeps closest to the photo; -1: the middle)."}),
+                "quality": ("INT", {"default": 90, "min": 1, "max": 100, "tooltip": "JPEG quality and movie quality (x264 CRF 45..5)."}),
+            },
+            "optional": {
+                "still_image": ("IMAGE", {"tooltip": "Optional still to use instead of a frame, e.g. the original photo; resized (crop) to the frame size."}),
+            },
+            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
+        }
+
+    def save(self, images, fps, filename_prefix, still_frame, quality, still_image=None, prompt=None, extra_pnginfo=None):
+        from ..pipelines.livephoto import write_live_photo
+
+        images = image_ops.check_image_batch(images)
+        if not 0 < fps < float("inf"):
+            raise InputError("fps", f"is {fps}", "a positive number")
+        count = images.shape[0]
+        index = count // 2 if still_frame == -1 else still_frame
+        if not 0 <= index < count:
+            raise InputError("still_frame", f"is {still_frame} for {count} frames", f"-1 or 0..{count - 1}")
+        frames = image_ops.to_uint8(images)
+        height, width = frames.shape[1:3]
+        still = frames[index]
+        if still_image is not None:
+            photo = image_ops.check_image_batch(still_image, "still_image")[:1]
+            still = image_ops.to_uint8(image_ops.resize_batch(photo, width, height, "crop"))[0]
+        folder, stem, counter, subfolder = comfy_bridge.output_location(filename_prefix, width, height)
+        base = comfy_bridge.unused_base(folder, stem, counter, (".jpg", ".mov"))  # the pair shares one name
+        identifier = write_live_photo(frames, fps, still, Path(folder) / f"{base}.jpg", Path(folder) / f"{base}.mov",
+                                      still_frame=index, quality=quality, metadata=_metadata(prompt, extra_pnginfo))
+        files = [{"filename": f"{base}{suffix}", "subfolder": subfolder, "type": "output"} for suffix in (".jpg", ".mov")]
+        return {"ui": {"images": files[:1], "live_photo": files, "content_identifier": [identifier]}, "result": (identifier,)}
+
 
 
 def _input_choices() -> list[str]:
@@ -232,4 +286,5 @@ def _core_video_types():
     return types.SimpleNamespace(VideoFromComponents=VideoFromComponents, VideoComponents=VideoComponents)
 
 
-NODE_CLASSES = [AnimateSuiteSaveAnimation, AnimateSuiteLoadVideo, AnimateSuiteFramesToVideo, AnimateSuiteVideoToFrames]
+NODE_CLASSES = [AnimateSuiteSaveAnimation, AnimateSuiteSaveLivePhoto, AnimateSuiteLoadVideo, AnimateSuiteFramesToVideo,
+                AnimateSuiteVideoToFrames]
