@@ -137,15 +137,25 @@ def input_file_choices(suffixes: tuple[str, ...]) -> list[str]:
     return sorted(found)
 
 
-def input_file_path(name: str, input_name: str, expected: str = "an existing file") -> str:
-    """A file chosen in ComfyUI's input folder; never a path outside it."""
+def input_top_level_choices(suffixes: tuple[str, ...]) -> list[str]:
+    """Files with one of ``suffixes`` and folders (e.g. frame folders) directly in ComfyUI's input folder."""
     input_dir = folder_paths.get_input_directory()
+    if not os.path.isdir(input_dir):
+        return []
+    return [name for name in sorted(os.listdir(input_dir))
+            if os.path.isdir(os.path.join(input_dir, name)) or name.lower().endswith(suffixes)]
+
+
+def input_file_path(name: str, input_name: str, expected: str = "an existing file", allow_folder: bool = False) -> str:
+    """A file (or, with ``allow_folder``, a folder) chosen in ComfyUI's input folder; never a path outside it."""
+    input_dir = folder_paths.get_input_directory()
+    what = "a file or folder" if allow_folder else "a file"
     if not isinstance(name, str) or "\x00" in name:
-        raise InputError(input_name, f"{name!r} is not a file name", "a file name without NUL characters")
+        raise InputError(input_name, f"{name!r} is not a file name", f"{what} name without NUL characters")
     path = _inside(input_dir, name)
     if path is None or path == os.path.realpath(input_dir):
-        raise InputError(input_name, f"'{name}' is outside ComfyUI's input folder", "a file inside it")
-    if not os.path.isfile(path):
+        raise InputError(input_name, f"'{name}' is outside ComfyUI's input folder", f"{what} inside it")
+    if not (os.path.isfile(path) or (allow_folder and os.path.isdir(path))):
         raise InputError(input_name, f"'{name}' does not exist in {input_dir}", expected)
     return path
 

@@ -6,8 +6,6 @@ import json
 import os
 from pathlib import Path
 
-import folder_paths
-
 from ..pipelines import images as image_ops
 from ..pipelines import video as video_io
 from ..pipelines.errors import InputError
@@ -153,29 +151,12 @@ class AnimateSuiteSaveLivePhoto:
 
 
 def _input_choices() -> list[str]:
-    input_dir = folder_paths.get_input_directory()
-    if not os.path.isdir(input_dir):
-        return []
-    choices = []
-    for name in sorted(os.listdir(input_dir)):
-        path = os.path.join(input_dir, name)
-        suffix = os.path.splitext(name)[1].lower()
-        if os.path.isdir(path) or suffix in video_io.VIDEO_SUFFIXES + video_io.ANIMATED_IMAGE_SUFFIXES:
-            choices.append(name)
-    return choices
+    return comfy_bridge.input_top_level_choices(video_io.VIDEO_SUFFIXES + video_io.ANIMATED_IMAGE_SUFFIXES)
 
 
 def input_video_path(name: str) -> Path:
     """The chosen file or frame folder inside ComfyUI's input folder; nothing outside it."""
-    input_dir = os.path.realpath(folder_paths.get_input_directory())
-    if not isinstance(name, str) or "\x00" in name:
-        raise InputError("video", f"{name!r} is not a file name", "a file or folder name without NUL characters")
-    path = os.path.realpath(os.path.join(input_dir, name))
-    if os.path.commonpath((input_dir, path)) != input_dir or path == input_dir:
-        raise InputError("video", f"'{name}' is outside ComfyUI's input folder", "a file or folder inside it")
-    if not os.path.exists(path):
-        raise InputError("video", f"'{name}' does not exist in {input_dir}", "an uploaded video or a frame folder")
-    return Path(path)
+    return Path(comfy_bridge.input_file_path(name, "video", "an uploaded video or a frame folder", allow_folder=True))
 
 
 class AnimateSuiteLoadVideo:
