@@ -7,6 +7,7 @@ never see ComfyUI.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from contextlib import contextmanager
@@ -191,6 +192,32 @@ def output_file_path(filename_prefix: str, suffix: str) -> tuple[str, dict]:
     folder, stem, counter, subfolder = output_location(filename_prefix)
     name = unused_name(folder, stem, counter, suffix)
     return os.path.join(folder, name), {"filename": name, "subfolder": subfolder, "type": "output"}
+
+
+def file_metadata(prompt, extra_pnginfo) -> dict[str, str]:
+    """The workflow and prompt to embed in a saved file, unless ComfyUI runs with --disable-metadata."""
+    from comfy.cli_args import args
+
+    if getattr(args, "disable_metadata", False):
+        return {}
+    metadata = {}
+    if prompt is not None:
+        metadata["prompt"] = json.dumps(prompt)
+    for key, value in (extra_pnginfo or {}).items():
+        metadata[key] = json.dumps(value)
+    return metadata
+
+
+def core_video_types():
+    """ComfyUI's VIDEO classes, present in ComfyUI from mid-2025 on."""
+    import types
+
+    try:
+        from comfy_api.input_impl import VideoFromComponents
+        from comfy_api.util import VideoComponents
+    except ImportError:
+        raise InputError("VIDEO", "this ComfyUI has no core VIDEO type", "ComfyUI 0.3.40 or newer") from None
+    return types.SimpleNamespace(VideoFromComponents=VideoFromComponents, VideoComponents=VideoComponents)
 
 
 # ----------------------------------------------------------------------------- devices and dtypes

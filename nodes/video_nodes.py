@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -13,19 +12,6 @@ from . import comfy_bridge
 
 CATEGORY = "Animate Suite/video"
 FPS_INPUT = ("FLOAT", {"default": 8.0, "min": 0.1, "max": 240.0, "step": 0.1, "tooltip": "Frames per second."})
-
-
-def _metadata(prompt, extra_pnginfo) -> dict[str, str]:
-    from comfy.cli_args import args
-
-    if getattr(args, "disable_metadata", False):
-        return {}
-    metadata = {}
-    if prompt is not None:
-        metadata["prompt"] = json.dumps(prompt)
-    for key, value in (extra_pnginfo or {}).items():
-        metadata[key] = json.dumps(value)
-    return metadata
 
 
 def save_frames(images, fps: float, filename_prefix: str, fmt: str, loop: int, quality: int,
@@ -39,7 +25,7 @@ def save_frames(images, fps: float, filename_prefix: str, fmt: str, loop: int, q
     frames = image_ops.to_uint8(images)
     height, width = frames.shape[1:3]
     folder, stem, counter, subfolder = comfy_bridge.output_location(filename_prefix, width, height)
-    metadata = _metadata(prompt, extra_pnginfo)
+    metadata = comfy_bridge.file_metadata(prompt, extra_pnginfo)
     if fmt == "png":
         name = comfy_bridge.unused_name(folder, stem, counter, "")
         paths = video_io.write_png_sequence(frames, Path(folder) / name, stem)
@@ -144,7 +130,7 @@ class AnimateSuiteSaveLivePhoto:
         folder, stem, counter, subfolder = comfy_bridge.output_location(filename_prefix, width, height)
         base = comfy_bridge.unused_base(folder, stem, counter, (".jpg", ".mov"))  # the pair shares one name
         identifier = write_live_photo(frames, fps, still, Path(folder) / f"{base}.jpg", Path(folder) / f"{base}.mov",
-                                      still_frame=index, quality=quality, metadata=_metadata(prompt, extra_pnginfo))
+                                      still_frame=index, quality=quality, metadata=comfy_bridge.file_metadata(prompt, extra_pnginfo))
         files = [{"filename": f"{base}{suffix}", "subfolder": subfolder, "type": "output"} for suffix in (".jpg", ".mov")]
         return {"ui": {"images": files[:1], "live_photo": files, "content_identifier": [identifier]}, "result": (identifier,)}
 
@@ -232,7 +218,7 @@ class AnimateSuiteFramesToVideo:
     def convert(self, images, fps):
         from fractions import Fraction
 
-        video_types = _core_video_types()
+        video_types = comfy_bridge.core_video_types()
         images = image_ops.check_image_batch(images)
         components = video_types.VideoComponents(images=images, frame_rate=Fraction(fps).limit_denominator(1001))
         return (video_types.VideoFromComponents(components),)
@@ -253,18 +239,6 @@ class AnimateSuiteVideoToFrames:
     def convert(self, video):
         components = video.get_components()
         return (image_ops.check_image_batch(components.images), float(components.frame_rate))
-
-
-def _core_video_types():
-    """ComfyUI's VIDEO classes, present in ComfyUI from mid-2025 on."""
-    import types
-
-    try:
-        from comfy_api.input_impl import VideoFromComponents
-        from comfy_api.util import VideoComponents
-    except ImportError:
-        raise InputError("VIDEO", "this ComfyUI has no core VIDEO type", "ComfyUI 0.3.40 or newer") from None
-    return types.SimpleNamespace(VideoFromComponents=VideoFromComponents, VideoComponents=VideoComponents)
 
 
 NODE_CLASSES = [AnimateSuiteSaveAnimation, AnimateSuiteSaveLivePhoto, AnimateSuiteLoadVideo, AnimateSuiteFramesToVideo,

@@ -2,10 +2,13 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import workflow_check
+
+REPO = Path(__file__).resolve().parents[1]
 
 PREFIX = "AnimateSuite"
 
@@ -87,3 +90,21 @@ def test_loading_the_nodes_imports_no_model_library(comfy):
     result = _python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_only_the_bridge_talks_to_comfyui_runtime():
+    """ComfyUI's runtime modules (folder_paths, comfy.*) are imported by nodes/comfy_bridge.py alone; the
+    pipelines never import ComfyUI at all. A node that reached past the bridge would skip its path checks."""
+    import ast
+
+    runtime = ("folder_paths", "comfy", "comfy_api", "comfy_execution", "node_helpers")
+    offenders = []
+    for path in sorted(REPO.glob("*/**/*.py")):
+        relative = path.relative_to(REPO)
+        if relative.parts[0] not in ("nodes", "pipelines", "pose", "svg") or relative.name == "comfy_bridge.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            offenders += [f"{relative}: {name}" for name in names if name.split(".")[0] in runtime]
+    assert not offenders, "\n".join(offenders)
