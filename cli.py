@@ -9,41 +9,19 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
-from pathlib import Path
 
-from .pipelines.errors import AnimateSuiteError
+from .core.cli_args import add_models_dir_argument, default_models_dir, locator_from_args
+from .core.errors import AnimateSuiteError
 
-_COMMAND_MODULES: tuple[str, ...] = (".svg.cli", ".pipelines.training.cli", ".pipelines.queue_client", ".pipelines.animate_anyone.cli")
-
-PACK_DIR = Path(__file__).resolve().parent
-
-
-def default_models_dir() -> Path:
-    """$COMFYUI_MODELS_DIR, else the models/ of the ComfyUI this pack sits in, else ./models."""
-    env = os.environ.get("COMFYUI_MODELS_DIR")
-    if env:
-        return Path(env)
-    if PACK_DIR.parent.name == "custom_nodes" and (PACK_DIR.parent.parent / "models").is_dir():
-        return PACK_DIR.parent.parent / "models"
-    return Path("models")
-
-
-def add_models_dir_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models-dir", type=Path, default=None,
-                        help="ComfyUI models folder (default: $COMFYUI_MODELS_DIR, the enclosing ComfyUI's, or ./models)")
-
-
-def locator_from_args(args):
-    from .pipelines.model_registry import DirectoryLocator
-
-    return DirectoryLocator(args.models_dir or default_models_dir())
+# Each method's command lives with the method; tools (the queue client) beside them.
+_COMMAND_MODULES: tuple[str, ...] = (".pipelines.aniclipart.cli", ".pipelines.training.cli", ".tools.queue_client",
+                                     ".pipelines.animate_anyone.cli")
 
 
 def _run_models(args) -> int:
-    from .pipelines import model_registry
-    from .pipelines.errors import InputError
+    from .core import model_registry
+    from .core.errors import InputError
 
     folder = args.models_dir or default_models_dir()
     if not folder.is_dir():

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from comfyui_animate_suite.pipelines.images import to_uint8
-from comfyui_animate_suite.pipelines.video import write_gif
+from comfyui_animate_suite.core.images import to_uint8
+from comfyui_animate_suite.core.video import write_gif
 from comfyui_animate_suite.svg.animate import animate_procedural, load_clipart, render_animation
 from comfyui_animate_suite.svg.motion import MotionSettings
 

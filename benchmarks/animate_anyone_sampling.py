@@ -154,7 +154,7 @@ def run_worker(args) -> dict:
     from comfyui_animate_suite.pipelines.animate_anyone.context_windows import uniform_windows
     from comfyui_animate_suite.pipelines.animate_anyone.loading import AnimateAnyoneFiles, load_models
     from comfyui_animate_suite.pipelines.animate_anyone.pipeline import AnimateAnyoneSettings, animate
-    from comfyui_animate_suite.pipelines.context import RunContext
+    from comfyui_animate_suite.core.context import RunContext
 
     if args.threads:
         torch.set_num_threads(args.threads)

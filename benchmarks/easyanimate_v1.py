@@ -25,7 +25,7 @@ PACK = Path(__file__).resolve().parents[1]
 FIXTURE = PACK.parent / "shared" / "parity" / "easyanimate"
 sys.path.insert(0, str(PACK / "tests"))
 
-from comfyui_animate_suite.pipelines.context import MoveToDeviceStager, RunContext  # noqa: E402
+from comfyui_animate_suite.core.context import MoveToDeviceStager, RunContext  # noqa: E402
 from comfyui_animate_suite.pipelines.easyanimate import loading, pipeline  # noqa: E402
 
 

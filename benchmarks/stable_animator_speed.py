@@ -81,7 +81,7 @@ class TimingStager:
     """Moves modules like the default stager and timestamps every stage (one per step, HJB, decode)."""
 
     def __init__(self, models, device):
-        from comfyui_animate_suite.pipelines.context import MoveToDeviceStager
+        from comfyui_animate_suite.core.context import MoveToDeviceStager
 
         self.inner = MoveToDeviceStager(device)
         self.names = {id(m): n for n, m in vars(models).items() if hasattr(m, "parameters")}
@@ -114,7 +114,7 @@ def _phase_seconds(events, end_time):
 def run_one(spec: dict) -> dict:
     import torch
 
-    from comfyui_animate_suite.pipelines.context import RunContext
+    from comfyui_animate_suite.core.context import RunContext
     from comfyui_animate_suite.pipelines.stable_animator import hjb, pipeline
 
     device = torch.device(spec["device"])

@@ -135,7 +135,7 @@ def measure(args) -> dict:
                  num_inference_steps=args.steps, decode_chunk_size=args.decode_chunk_size,
                  generator=torch.Generator().manual_seed(0), output_type="pt", callback_on_step_end=step_end)
     else:
-        from comfyui_animate_suite.pipelines.context import RunContext
+        from comfyui_animate_suite.core.context import RunContext
         from comfyui_animate_suite.pipelines.svd import pipeline
 
         if args.implementation == "ours-sequential":

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..pipelines.animate_anyone.settings import FITS, AnimateAnyoneSettings
-from ..pipelines.errors import InputError
+from ..core.errors import InputError
 from . import comfy_bridge
 
 CATEGORY = "Animate Suite/AnimateAnyone"

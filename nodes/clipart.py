@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..pipelines.errors import InputError
+from ..core.errors import InputError
 from . import comfy_bridge
 
 log = logging.getLogger("animate_suite")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 
-from ..pipelines.errors import InputError
+from ..core.errors import InputError
 from . import comfy_bridge
 from .clipart import CATEGORY, CLIPART, CLIPART_ANIMATION
 

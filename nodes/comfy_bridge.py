@@ -20,9 +20,9 @@ import comfy.model_patcher
 import comfy.utils
 import folder_paths
 
-from ..pipelines import model_registry
-from ..pipelines.context import RunContext
-from ..pipelines.errors import InputError, ModelNotFoundError
+from ..core import model_registry
+from ..core.context import RunContext
+from ..core.errors import InputError, ModelNotFoundError
 
 log = logging.getLogger("animate_suite")
 

@@ -18,9 +18,9 @@ import os
 import numpy as np
 import torch
 
-from ..pipelines import images as image_ops
-from ..pipelines import model_registry
-from ..pipelines.errors import InputError, ModelNotFoundError
+from ..core import images as image_ops
+from ..core import model_registry
+from ..core.errors import InputError, ModelNotFoundError
 from . import comfy_bridge
 
 log = logging.getLogger("animate_suite")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..pipelines.errors import InputError
+from ..core.errors import InputError
 from . import comfy_bridge
 from .svd import svd_source_choices, svd_source_path
 

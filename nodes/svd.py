@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..pipelines import images as image_ops
-from ..pipelines.checkpoints import WEIGHT_SUFFIXES
-from ..pipelines.errors import InputError
+from ..core import images as image_ops
+from ..core.checkpoints import WEIGHT_SUFFIXES
+from ..core.errors import InputError
 from ..pipelines.svd.pipeline import MOTION_PRESETS, MOTIONS, ORIENTATIONS
 from ..pipelines.svd.samplers import SAMPLERS
 from . import comfy_bridge

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..pipelines import images as image_ops
-from ..pipelines import video as video_io
-from ..pipelines.errors import InputError
+from ..core import images as image_ops
+from ..core import video as video_io
+from ..core.errors import InputError
 from . import comfy_bridge
 
 CATEGORY = "Animate Suite/video"
@@ -112,7 +112,7 @@ class AnimateSuiteSaveLivePhoto:
         }
 
     def save(self, images, fps, filename_prefix, still_frame, quality, still_image=None, prompt=None, extra_pnginfo=None):
-        from ..pipelines.livephoto import write_live_photo
+        from ..core.livephoto import write_live_photo
 
         images = image_ops.check_image_batch(images)
         if not 0 < fps < float("inf"):

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..pipelines.errors import InputError
-from ..pipelines.images import fit_size
+from ..core.errors import InputError
+from ..core.images import fit_size
 from .keypoints import BODY, FACE, LEFT_HAND, NUM_POINTS, RIGHT_HAND, FramePose
 
 # StableAnimator's joints for the fit (OpenPose-18 indices) and its visibility rule (subset >= 0).

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..pipelines.errors import CheckpointError, InputError
+from ..core.errors import CheckpointError, InputError
 from . import detector as det
 from . import estimator as est
 from . import resize, sessions

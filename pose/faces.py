@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pipelines.errors import CheckpointError, InputError, ModelNotFoundError
+from ..core.errors import CheckpointError, InputError, ModelNotFoundError
 from . import drawing, resize, sessions, warp
 from .detector import nms
 

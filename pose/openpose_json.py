@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pipelines.errors import InputError
+from ..core.errors import InputError
 from .keypoints import BODY, FACE, LEFT_HAND, NUM_POINTS, RIGHT_HAND, FramePose, visible_parts
 from .render import Parts
 

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..pipelines.errors import CheckpointError, ModelNotFoundError
+from ..core.errors import CheckpointError, ModelNotFoundError
 
 log = logging.getLogger("animate_suite")
 

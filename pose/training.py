@@ -19,8 +19,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..pipelines import model_registry
-from ..pipelines.errors import InputError
+from ..core import model_registry
+from ..core.errors import InputError
 from . import dwpose, render
 
 OPTIONS = ("models_dir", "device", "when_no_person")

@@ -119,7 +119,7 @@ def pose_card(stem: str, workflow: dict) -> Image.Image | None:
     video = REPO.parent / "shared" / "data" / "animate_anyone" / "anyone-video-2_kps.mp4"
     if not video.is_file():
         return None
-    from comfyui_animate_suite.pipelines import video as video_io
+    from comfyui_animate_suite.core import video as video_io
 
     frames, _ = video_io.read_frames(video, video_io.DecodeOptions(frame_cap=1))
     pose = Image.fromarray(frames[0])

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..pipelines.context import RunContext
-from ..pipelines.errors import InputError
+from ..core.context import RunContext
+from ..core.errors import InputError
 from . import export, rigfiles
 from .document import DEFAULT_CANVAS, Drawing, parse_svg
 from .motion import MotionSettings, body_scale, figure_of, keypoint_motion

@@ -179,7 +179,7 @@ def detect_keypoints(drawing: Drawing, complexity: float = 0.5) -> tuple[np.ndar
     mask = silhouette(drawing, 1)
     filled = ~_outside_background(np.pad(mask, 1))[1:-1, 1:-1]
     if not filled.any():
-        from ..pipelines.errors import InputError
+        from ..core.errors import InputError
 
         raise InputError("svg", "draws nothing visible on the canvas", "shapes inside the drawing area")
     ys, xs = np.nonzero(filled)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..pipelines.errors import InputError
+from ..core.errors import InputError
 from .document import Drawing
 
 # Freeman directions as (dx, dy) with y pointing down: 0 right, 1 up-right, 2 up, ... 7 down-right.

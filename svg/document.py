@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pipelines.errors import InputError
+from ..core.errors import InputError
 from . import pathdata
 from .gradient import Gradient, parse_paint_order, read_gradient
 from .pathdata import Subpath

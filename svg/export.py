@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..pipelines.errors import InputError
+from ..core.errors import InputError
 from .paths import PathLayout
 
 MOTION_FORMAT = "animate-suite/clipart-motion"

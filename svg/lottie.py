@@ -20,7 +20,7 @@ import zipfile
 import numpy as np
 import torch
 
-from ..pipelines.errors import InputError
+from ..core.errors import InputError
 from .paths import PathLayout
 
 LOTTIE_VERSION = "5.7.4"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..pipelines.errors import InputError
+from ..core.errors import InputError
 from .document import Drawing
 from .pathdata import Subpath
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..pipelines.errors import InputError
+from ..core.errors import InputError
 from .skeleton import KinematicTree, minimum_spanning_bones
 from .trajectories import bezier_poses
 

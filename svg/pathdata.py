@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..pipelines.errors import InputError
+from ..core.errors import InputError
 
 # diffvg's closing tolerance: an end this close to the start closes the subpath.
 CLOSE_TOLERANCE = 1e-5

@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from ..pipelines.errors import InputError
+from ..core.errors import InputError
 from .paths import PathLayout
 
 MAX_CHORD = 0.95  # px: a chord this short crosses at most one grid line per axis

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..pipelines.errors import InputError
+from ..core.errors import InputError
 from .skeleton import KinematicTree, minimum_spanning_bones
 
 JOINTS = ("nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..pipelines.errors import InputError
+from ..core.errors import InputError
 from . import contour, mesh
 from .arap import DEFAULT_ARAP_WEIGHT, ArapSolver
 from .document import Drawing, ShapeGroup

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pipelines.errors import InputError
+from ..core.errors import InputError
 from .document import DEFAULT_CANVAS, _fit_matrix, _viewport, check_canvas, parse_length, parse_transform
 from .safe_xml import parse_xml
 

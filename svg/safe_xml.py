@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from xml.parsers import expat
 
-from ..pipelines.errors import InputError
+from ..core.errors import InputError
 
 MAX_BYTES = 20 * 1024 * 1024
 MAX_ELEMENTS = 50_000

@@ -1,6 +1,6 @@
 """What a node hands to the pack's own code, recorded so tests can see an input arrive.
 
-``record_calls`` watches every call made from a frame in ``nodes/`` into ``pipelines/``, ``pose/`` or
+``record_calls`` watches every call made from a frame in ``nodes/`` into ``core/``, ``pipelines/``, ``pose/`` or
 ``svg/`` (the node -> pipeline boundary) and keeps the called function's name with a summary of its
 arguments. ``summarize`` turns arguments and node outputs into plain, comparable values: tensors and
 arrays become content hashes, dataclasses their fields, models their type name. Two runs of a node
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-PIPELINE_FOLDERS = ("pipelines", "pose", "svg")
+PIPELINE_FOLDERS = ("core", "pose", "svg", "tools", "pipelines")  # every layer below nodes/
 MAX_DEPTH = 5
 MAX_ITEMS = 64
 MAX_WRAPPERS = 4  # decorator frames looked through between a node and the pipeline function it calls

@@ -20,7 +20,7 @@ from comfyui_animate_suite.pipelines.aniclipart.models import TrajectoryMLP
 from comfyui_animate_suite.pipelines.aniclipart.text_guided import (
     ADAM_BETAS, ADAM_EPS, MotionObjective, TextGuidedSettings, initial_trajectory,
 )
-from comfyui_animate_suite.pipelines.errors import AnimateSuiteError
+from comfyui_animate_suite.core.errors import AnimateSuiteError
 from comfyui_animate_suite.svg.trajectories import bezier_poses
 
 PROMPT = "A figure waves its arms."

@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from comfyui_animate_suite.pipelines import model_registry
+from comfyui_animate_suite.core import model_registry
 from comfyui_animate_suite.pipelines.aniclipart import loading
-from comfyui_animate_suite.pipelines.errors import CheckpointError, CheckpointMismatchError, ModelNotFoundError
+from comfyui_animate_suite.core.errors import CheckpointError, CheckpointMismatchError, ModelNotFoundError
 from tiny_models.aniclipart_t2v import build_modules, build_t2v_folder, official_text_keys
 
 SEED = 3

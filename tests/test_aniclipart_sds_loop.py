@@ -19,8 +19,8 @@ from comfyui_animate_suite.pipelines.aniclipart.models import PointMLP
 from comfyui_animate_suite.pipelines.aniclipart.text_guided import (
     PRESETS, TextGuidedSettings, animate_from_text, learning_rate_factor, settings_for,
 )
-from comfyui_animate_suite.pipelines.context import RunContext
-from comfyui_animate_suite.pipelines.errors import InputError, ModelNotFoundError
+from comfyui_animate_suite.core.context import RunContext
+from comfyui_animate_suite.core.errors import InputError, ModelNotFoundError
 
 QUICK = TextGuidedSettings(iterations=3, num_frames=8, loop_num=2)
 PROMPT = "A figure jumps."

@@ -87,7 +87,7 @@ def test_free_start_lets_the_first_pose_move(comfy, clipart, loaded_prior):
 
 
 def test_animate_node_reports_bad_input_by_name(comfy, clipart, loaded_prior):
-    errors = comfy.module("pipelines.errors")
+    errors = comfy.module("core.errors")
     with pytest.raises(Exception) as raised:
         _animate(comfy, clipart, loaded_prior, prompt="", preset="aniclipart")
     cause = raised.value if isinstance(raised.value, errors.InputError) else raised.value.__cause__
@@ -95,7 +95,7 @@ def test_animate_node_reports_bad_input_by_name(comfy, clipart, loaded_prior):
 
 
 def test_loader_refuses_folder_names_outside_the_models(comfy, prior_in_models):
-    errors = comfy.module("pipelines.errors")
+    errors = comfy.module("core.errors")
     with pytest.raises(Exception) as raised:
         comfy.runtime.execute_node("AnimateSuiteLoadT2VPrior", model="diffusers/../x", precision="auto")
     cause = raised.value if isinstance(raised.value, errors.AnimateSuiteError) else raised.value.__cause__

@@ -15,8 +15,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from comfyui_animate_suite.pipelines import checkpoints
-from comfyui_animate_suite.pipelines.errors import CheckpointMismatchError
+from comfyui_animate_suite.core import checkpoints
+from comfyui_animate_suite.core.errors import CheckpointMismatchError
 from comfyui_animate_suite.pipelines.aniclipart import loading, sds
 from comfyui_animate_suite.pipelines.aniclipart.models import TrajectoryMLP
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from comfyui_animate_suite import cli
-from comfyui_animate_suite.pipelines import video
+from comfyui_animate_suite.core import video
 from tiny_models import animate_anyone as tiny
 
 

@@ -7,7 +7,7 @@ import torch
 
 from comfyui_animate_suite.pipelines.animate_anyone import loading
 from comfyui_animate_suite.pipelines.animate_anyone.loading import AnimateAnyoneFiles, load_models
-from comfyui_animate_suite.pipelines.errors import CheckpointError, CheckpointMismatchError, ModelNotFoundError
+from comfyui_animate_suite.core.errors import CheckpointError, CheckpointMismatchError, ModelNotFoundError
 from tiny_models import animate_anyone as tiny
 from tiny_models import save_weights
 

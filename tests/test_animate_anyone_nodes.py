@@ -66,7 +66,7 @@ def test_loader_and_sampler_make_frames_with_one_patcher_per_model(comfy, releas
 
 
 def test_errors_reach_the_user_as_clear_messages(comfy, release, run_node):
-    errors = comfy.module("pipelines.errors")
+    errors = comfy.module("core.errors")
     (model,) = run_node("AnimateSuiteAnimateAnyoneLoader", **_loader_inputs())
     with pytest.raises(Exception) as info:
         run_node("AnimateSuiteAnimateAnyoneSampler", **_sampler_inputs(model, pose_frames=torch.zeros(0, 80, 64, 3)))

@@ -18,7 +18,7 @@ import json
 import pytest
 import torch
 
-from comfyui_animate_suite.pipelines.context import RunContext
+from comfyui_animate_suite.core.context import RunContext
 from comfyui_animate_suite.pipelines.animate_anyone.loading import AnimateAnyoneFiles, load_models
 from comfyui_animate_suite.pipelines.animate_anyone.pipeline import AnimateAnyoneSettings, animate, initial_noise
 

@@ -7,8 +7,8 @@ from comfyui_animate_suite.pipelines.animate_anyone import pipeline as aa_pipeli
 from comfyui_animate_suite.pipelines.animate_anyone import reference_attention
 from comfyui_animate_suite.pipelines.animate_anyone.loading import load_models
 from comfyui_animate_suite.pipelines.animate_anyone.pipeline import AnimateAnyoneSettings, animate
-from comfyui_animate_suite.pipelines.context import RunContext
-from comfyui_animate_suite.pipelines.errors import InputError
+from comfyui_animate_suite.core.context import RunContext
+from comfyui_animate_suite.core.errors import InputError
 from tiny_models import animate_anyone as tiny
 
 WIDTH, HEIGHT = 64, 80

@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from comfyui_animate_suite.pipelines import checkpoints
-from comfyui_animate_suite.pipelines.errors import CheckpointError, CheckpointMismatchError, ModelNotFoundError
+from comfyui_animate_suite.core import checkpoints
+from comfyui_animate_suite.core.errors import CheckpointError, CheckpointMismatchError, ModelNotFoundError
 
 
 class Tiny(torch.nn.Module):

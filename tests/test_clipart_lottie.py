@@ -185,7 +185,7 @@ def test_dotlottie_zip(animation, tmp_path):
 
 
 def test_bad_input_is_named():
-    from comfyui_animate_suite.pipelines.errors import InputError
+    from comfyui_animate_suite.core.errors import InputError
 
     layout, points = layout_drawing(parse_svg(SHAPES_SVG, 64))
     with pytest.raises(InputError, match="fps"):
@@ -299,7 +299,7 @@ def test_save_node_writes_into_the_output_folder(comfy, animation, format_index,
     document = lottie.read_dotlottie(path.read_bytes())[1] if suffix == ".lottie" else json.loads(path.read_text())
     check_lottie_schema(document)
     assert document["w"] == 64 and document["op"] == animation.num_frames
-    with pytest.raises(comfy.module("pipelines.errors").InputError, match="format"):
+    with pytest.raises(comfy.module("core.errors").InputError, match="format"):
         node.save(animation, "AnimateSuite/lottie_test", 64, "gif", True)
-    with pytest.raises(comfy.module("pipelines.errors").InputError):
+    with pytest.raises(comfy.module("core.errors").InputError):
         node.save(animation, "../outside", 64, module.LOTTIE_FORMATS[0], True)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from clipart_testlib import EXAMPLES
-from comfyui_animate_suite.pipelines.errors import InputError
+from comfyui_animate_suite.core.errors import InputError
 from comfyui_animate_suite.svg import mesh
 from comfyui_animate_suite.svg.animate import animate_procedural, load_clipart
 from comfyui_animate_suite.svg.motion import MotionSettings

@@ -15,7 +15,7 @@ import torch
 
 import clipart_testlib as lib
 from clipart_testlib import shared_clipart  # noqa: F401  (a fixture)
-from comfyui_animate_suite.pipelines.errors import InputError
+from comfyui_animate_suite.core.errors import InputError
 from comfyui_animate_suite.svg import export
 from comfyui_animate_suite.svg.animate import (CANVAS_MARGIN, animate_procedural, animation_from_record, animation_svg,
                                                apply_view, folds, frame_svgs, limbs_cross, load_clipart, motion_record,

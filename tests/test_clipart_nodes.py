@@ -58,7 +58,7 @@ def test_load_uses_aniclipart_side_files_from_the_input_folder(comfy, run_node, 
 
 @pytest.mark.parametrize("name", ["../outside.svg", "/etc/passwd", "(pack example) ../README.md", "missing.svg"])
 def test_load_refuses_files_outside_the_input_folder(comfy, node_class, name):
-    errors = comfy.module("pipelines.errors")
+    errors = comfy.module("core.errors")
     cls = node_class("AnimateSuiteLoadClipart")
     assert "Input 'svg'" in cls.VALIDATE_INPUTS(name)
     with pytest.raises(errors.InputError, match="svg"):
@@ -66,7 +66,7 @@ def test_load_refuses_files_outside_the_input_folder(comfy, node_class, name):
 
 
 def test_hostile_svg_in_the_input_folder_gives_a_clear_error(comfy, node_class):
-    errors = comfy.module("pipelines.errors")
+    errors = comfy.module("core.errors")
     (comfy.input / "bomb.svg").write_text('<!DOCTYPE s [<!ENTITY a "aaaa">]><svg xmlns="http://www.w3.org/2000/svg">&a;</svg>')
     with pytest.raises(errors.InputError, match="entities"):
         node_class("AnimateSuiteLoadClipart")().load("bomb.svg", 256, "detect", 0.5, 30.0, 20.0)
@@ -87,7 +87,7 @@ def test_keypoints_can_be_kept_detected_and_edited(comfy, run_node, node_class, 
     detected = run_node("AnimateSuiteClipartKeypoints", clipart=clipart, source="detect", complexity=0.2,
                         keypoints="", bones="")[0]
     assert detected.keypoint_source == "detected"
-    errors = comfy.module("pipelines.errors")
+    errors = comfy.module("core.errors")
     with pytest.raises(errors.InputError, match="keypoints"):
         node_class("AnimateSuiteClipartKeypoints")().edit(clipart, "from text", 0.5, "12 abc", "")
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from comfyui_animate_suite.pipelines.errors import InputError
+from comfyui_animate_suite.core.errors import InputError
 from comfyui_animate_suite.pose import openpose_json
 from comfyui_animate_suite.pose.keypoints import FramePose
 from comfyui_animate_suite.svg import retarget
@@ -256,7 +256,7 @@ def test_node_takes_pose_keypoint_and_returns_the_map(gingerbread, comfy):
     edited = used.replace("4 right_wrist", "4 left_wrist").replace("6 left_wrist", "6 right_wrist")
     swapped, _, used_again = node.animate(gingerbread, value, 10.0, 1, True, map=edited)
     assert "4 left_wrist" in used_again and not torch.allclose(swapped.keypoints, animation.keypoints)
-    with pytest.raises(comfy.module("pipelines.errors").InputError, match="map"):
+    with pytest.raises(comfy.module("core.errors").InputError, match="map"):
         node.animate(gingerbread, value, 10.0, 1, True, map="4 wrist")
 
 
@@ -302,7 +302,7 @@ def test_cli_runs_a_driving_video_through_dwpose(tmp_path):
 
     import numpy as np
 
-    from comfyui_animate_suite.pipelines import video
+    from comfyui_animate_suite.core import video
 
     models = SHARED / "parity" / "dwpose"
     if not (models / "yolox_l.onnx").is_file():

@@ -11,7 +11,7 @@ import torch
 
 import clipart_testlib as lib
 from clipart_testlib import shared_clipart  # noqa: F401  (a fixture)
-from comfyui_animate_suite.pipelines.errors import InputError
+from comfyui_animate_suite.core.errors import InputError
 from comfyui_animate_suite.svg import raster
 from comfyui_animate_suite.svg.document import load_svg, parse_svg
 from comfyui_animate_suite.svg.paths import layout_drawing

@@ -13,11 +13,11 @@ def bridge(comfy):
 
 @pytest.fixture
 def errors(comfy):
-    return comfy.module("pipelines.errors")
+    return comfy.module("core.errors")
 
 
 def test_pack_folders_are_registered_with_model_suffixes(comfy, bridge):
-    registry = comfy.module("pipelines.model_registry")
+    registry = comfy.module("core.model_registry")
     for key, suffixes in registry.PACK_FOLDERS.items():
         paths, extensions = comfy.folder_paths.folder_names_and_paths[key]
         assert os.path.join(comfy.models, key) in paths

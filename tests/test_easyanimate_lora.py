@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from comfyui_animate_suite.pipelines.easyanimate import lora
-from comfyui_animate_suite.pipelines.errors import CheckpointError, CheckpointMismatchError
+from comfyui_animate_suite.core.errors import CheckpointError, CheckpointMismatchError
 from tiny_models import easyanimate as tiny
 from tiny_models import save_weights
 

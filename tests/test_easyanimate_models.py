@@ -8,7 +8,7 @@ import torch
 from comfyui_animate_suite.pipelines.easyanimate import loading, models
 from comfyui_animate_suite.pipelines.easyanimate.lora import TEXT_ENCODER_PREFIX, TRANSFORMER_PREFIX, lora_targets
 from comfyui_animate_suite.pipelines.easyanimate.pipeline import VideoRequest, check_request
-from comfyui_animate_suite.pipelines.errors import CheckpointError, InputError
+from comfyui_animate_suite.core.errors import CheckpointError, InputError
 from tiny_models import easyanimate as tiny
 
 # T5 v1.1 XXL, PixArt-alpha's text encoder (google/t5-v1_1-xxl config).

@@ -28,7 +28,7 @@ def node_class_module(comfy):
 
 @pytest.fixture
 def errors(comfy):
-    return comfy.module("pipelines.errors")
+    return comfy.module("core.errors")
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ def test_lora_node_patches_clones_and_leaves_the_loaded_model_alone(comfy, v1_mo
 
 
 def test_stand_in_merge_equals_the_pipeline_merge(comfy, v1_model, node_class_module):
-    from comfyui_animate_suite.pipelines.context import RunContext
+    from comfyui_animate_suite.core.context import RunContext
     from comfyui_animate_suite.pipelines.easyanimate import lora, pipeline
 
     path = comfy.models / "loras" / "tiny_easyanimate_lora.safetensors"

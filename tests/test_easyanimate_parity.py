@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from comfyui_animate_suite.pipelines.context import RunContext
+from comfyui_animate_suite.core.context import RunContext
 from comfyui_animate_suite.pipelines.easyanimate import loading, lora, pipeline, schedulers
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "parity" / "easyanimate"  # ../shared beside the checkout
 LATENTS_TOLERANCE = {torch.float64: 1.5e-4, torch.float32: 2e-3}

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from comfyui_animate_suite.pipelines.context import RunContext
+from comfyui_animate_suite.core.context import RunContext
 from comfyui_animate_suite.pipelines.easyanimate import loading, pipeline
-from comfyui_animate_suite.pipelines.errors import CheckpointError, InputError
+from comfyui_animate_suite.core.errors import CheckpointError, InputError
 from tiny_models import easyanimate as tiny
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import clipart_testlib as lib
-from comfyui_animate_suite.pipelines import video as video_io
-from comfyui_animate_suite.pipelines.errors import InputError
+from comfyui_animate_suite.core import video as video_io
+from comfyui_animate_suite.core.errors import InputError
 from comfyui_animate_suite.svg import rigfiles
 from comfyui_animate_suite.svg.document import parse_svg
 from comfyui_animate_suite.svg.pathdata import arc_to_cubics, parse_path_data
@@ -141,7 +141,7 @@ def test_corrupt_empty_or_truncated_videos_are_one_input_error(tmp_path, damage)
 
 
 def test_corrupt_images_are_one_input_error(tmp_path):
-    from comfyui_animate_suite.pipelines.images import open_image
+    from comfyui_animate_suite.core.images import open_image
     from PIL import Image
 
     good = tmp_path / "good.png"
@@ -162,7 +162,7 @@ def test_corrupt_images_are_one_input_error(tmp_path):
 
 
 def test_load_video_refuses_what_does_not_fit_in_memory_with_the_estimate(tmp_path, monkeypatch):
-    from comfyui_animate_suite.pipelines import errors
+    from comfyui_animate_suite.core import errors
 
     path = _mp4(tmp_path)
     monkeypatch.setattr(errors, "available_memory_bytes", lambda: 40_000)  # two 32x32 frames' worth
@@ -214,7 +214,7 @@ def test_nan_frames_nan_guidance_and_several_svd_images_are_refused():
 
     from comfyui_animate_suite.pipelines.animate_anyone.pipeline import checked_settings
     from comfyui_animate_suite.pipelines.animate_anyone.settings import AnimateAnyoneSettings
-    from comfyui_animate_suite.pipelines.images import check_image_batch
+    from comfyui_animate_suite.core.images import check_image_batch
     from comfyui_animate_suite.pipelines.svd.pipeline import SVDSettings, generate
 
     frames = torch.rand(2, 8, 8, 3)
@@ -249,7 +249,7 @@ def test_pickled_code_in_a_t5_bin_is_a_checkpoint_error(tmp_path):
     import tiny_models.easyanimate as tiny
 
     from comfyui_animate_suite.pipelines.easyanimate.loading import load_t5
-    from comfyui_animate_suite.pipelines.errors import CheckpointError
+    from comfyui_animate_suite.core.errors import CheckpointError
 
     class Payload:
         def __reduce__(self):

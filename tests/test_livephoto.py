@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import testlib
-from comfyui_animate_suite.pipelines import livephoto
+from comfyui_animate_suite.core import livephoto
 
 UUID = re.compile(r"^[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$")
 
@@ -139,6 +139,6 @@ def test_save_live_photo_node_returns_both_files_for_the_ui(comfy, node_class):
     files = out["ui"]["live_photo"]
     assert [f["filename"][-4:] for f in files] == [".jpg", ".mov"]
     assert out["ui"]["images"] == files[:1] and out["result"][0] == out["ui"]["content_identifier"][0]
-    errors = comfy.module("pipelines.errors")
+    errors = comfy.module("core.errors")
     with pytest.raises(errors.InputError, match="still_frame"):
         node.save(torch.rand(3, 16, 16, 3), 5.0, "tests/ui", 3, 80)

@@ -7,9 +7,9 @@ import sys
 import pytest
 
 from comfyui_animate_suite import cli
-from comfyui_animate_suite.pipelines import model_registry
-from comfyui_animate_suite.pipelines.errors import ModelNotFoundError
-from comfyui_animate_suite.pipelines.model_registry import DirectoryLocator
+from comfyui_animate_suite.core import model_registry
+from comfyui_animate_suite.core.errors import ModelNotFoundError
+from comfyui_animate_suite.core.model_registry import DirectoryLocator
 
 
 def test_every_family_is_complete_and_unique():

@@ -70,7 +70,7 @@ def _python(code: str) -> subprocess.CompletedProcess:
 
 def test_importing_the_package_outside_comfyui_touches_no_heavy_module():
     result = _python(
-        "import sys, comfyui_animate_suite, comfyui_animate_suite.cli, comfyui_animate_suite.pipelines.model_registry\n"
+        "import sys, comfyui_animate_suite, comfyui_animate_suite.cli, comfyui_animate_suite.core.model_registry\n"
         "heavy = [m for m in ('comfy', 'diffusers', 'transformers', 'onnxruntime', 'cv2', 'av') if m in sys.modules]\n"
         "print(heavy)"
     )

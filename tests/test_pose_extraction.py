@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from comfyui_animate_suite.pipelines.errors import CheckpointError, InputError, ModelNotFoundError
+from comfyui_animate_suite.core.errors import CheckpointError, InputError, ModelNotFoundError
 from comfyui_animate_suite.pose import dwpose, keypoints, sessions
 from tiny_models import pose as tiny
 

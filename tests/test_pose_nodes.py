@@ -29,7 +29,7 @@ def face_pack(comfy):
 
 @pytest.fixture
 def errors(comfy):
-    return comfy.module("pipelines.errors")
+    return comfy.module("core.errors")
 
 
 def _images(*people_per_frame, size=(480, 640), channels=3) -> torch.Tensor:

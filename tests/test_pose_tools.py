@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from comfyui_animate_suite.pipelines.errors import InputError
+from comfyui_animate_suite.core.errors import InputError
 from comfyui_animate_suite.pose import align, openpose_json
 from comfyui_animate_suite.pose.keypoints import FramePose
 

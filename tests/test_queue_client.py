@@ -9,7 +9,7 @@ import pytest
 
 import workflow_check
 from comfyui_animate_suite import cli
-from comfyui_animate_suite.pipelines import queue_client
+from comfyui_animate_suite.tools import queue_client
 from fake_comfy_server import FakeComfy
 from test_example_workflows import CORE_NODES
 

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from comfyui_animate_suite.pipelines import checkpoints
-from comfyui_animate_suite.pipelines.errors import CheckpointMismatchError, InputError
+from comfyui_animate_suite.core import checkpoints
+from comfyui_animate_suite.core.errors import CheckpointMismatchError, InputError
 from comfyui_animate_suite.pipelines.stable_animator import loading, models_face, models_pose, models_unet, sampling
 from tiny_models import stable_animator as tiny
 

@@ -92,7 +92,7 @@ def test_loader_without_face_embedder_skips_face_optimisation_with_a_warning(ins
 
 
 def test_bad_inputs_raise_input_errors_naming_them(installed, model, node_class):
-    input_error = installed.module("pipelines.errors").InputError
+    input_error = installed.module("core.errors").InputError
     sampler = node_class(SAMPLER)()
     with pytest.raises(input_error, match="'face_masks'"):
         sampler.sample(**_sampler_inputs(model, face_masks=torch.ones(FRAMES + 1, SIZE, SIZE)))
@@ -105,7 +105,7 @@ def test_bad_inputs_raise_input_errors_naming_them(installed, model, node_class)
 
 
 def test_missing_model_file_says_where_it_looked(installed, node_class):
-    not_found = installed.module("pipelines.errors").ModelNotFoundError
+    not_found = installed.module("core.errors").ModelNotFoundError
     with pytest.raises(not_found, match="StableAnimator UNet"):
         node_class(LOADER)().load(**{**_loader_inputs(), "unet": "Animation/missing.pth"})
 

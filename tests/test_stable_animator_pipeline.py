@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from comfyui_animate_suite.pipelines.context import RunContext
-from comfyui_animate_suite.pipelines.errors import InputError
+from comfyui_animate_suite.core.context import RunContext
+from comfyui_animate_suite.core.errors import InputError
 from comfyui_animate_suite.pipelines.stable_animator import hjb, pipeline
 from tiny_models import stable_animator as tiny
 

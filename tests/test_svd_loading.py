@@ -7,8 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from comfyui_animate_suite.pipelines import checkpoints
-from comfyui_animate_suite.pipelines.errors import CheckpointError, CheckpointMismatchError, InputError, ModelNotFoundError
+from comfyui_animate_suite.core import checkpoints
+from comfyui_animate_suite.core.errors import CheckpointError, CheckpointMismatchError, InputError, ModelNotFoundError
 from comfyui_animate_suite.pipelines.svd import convert, loading
 from svd_support import tiny_svd_files
 from tiny_models import svd as tiny

@@ -77,16 +77,16 @@ def test_wrong_family_checkpoint_fails_with_a_clear_message(comfy, installed, ru
     with pytest.raises(Exception) as error:
         run_node("AnimateSuiteSVDLoader", model="sd15_pruned.safetensors", precision="auto")
     cause = error.value.__cause__ or error.value
-    assert isinstance(cause, comfy.module("pipelines.errors").CheckpointError)
+    assert isinstance(cause, comfy.module("core.errors").CheckpointError)
     assert "not a Stable Video Diffusion img2vid checkpoint" in str(cause) and "Stable Diffusion 1.x" in str(cause)
 
 
 def test_bad_sampler_input_names_the_input(installed, run_node, node_class, comfy):
     (model,) = run_node("AnimateSuiteSVDLoader", model=FOLDER_CHOICE, precision="fp32")
     node = node_class("AnimateSuiteSVDImageToVideo")()
-    with pytest.raises(comfy.module("pipelines.errors").InputError, match="context_overlap"):
+    with pytest.raises(comfy.module("core.errors").InputError, match="context_overlap"):
         node.generate(**_sampler_inputs(model, frames=9, context_frames=4, context_overlap=4))
-    with pytest.raises(comfy.module("pipelines.errors").InputError, match="svd_model"):
+    with pytest.raises(comfy.module("core.errors").InputError, match="svd_model"):
         node.generate(**_sampler_inputs("not a model"))
 
 

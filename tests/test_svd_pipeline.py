@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from comfyui_animate_suite.pipelines.context import RunContext
-from comfyui_animate_suite.pipelines.errors import InputError
+from comfyui_animate_suite.core.context import RunContext
+from comfyui_animate_suite.core.errors import InputError
 from comfyui_animate_suite.pipelines.svd import loading, pipeline, samplers
 from comfyui_animate_suite.pipelines.svd.pipeline import SVDSettings
 from svd_support import HEIGHT, WIDTH, as_image, photo, tiny_svd_files

@@ -15,8 +15,8 @@ from comfyui_animate_suite.pipelines.animate_anyone import training as aa_traini
 from comfyui_animate_suite.pipelines.animate_anyone.loading import AnimateAnyoneConfig, AnimateAnyoneFiles
 from comfyui_animate_suite.pipelines.animate_anyone.models_motion import sinusoid_table
 from comfyui_animate_suite.pipelines.animate_anyone.models_unet import fold_frames, unfold_frames
-from comfyui_animate_suite.pipelines.checkpoints import load_state_dict
-from comfyui_animate_suite.pipelines.errors import CheckpointError, InputError
+from comfyui_animate_suite.core.checkpoints import load_state_dict
+from comfyui_animate_suite.core.errors import CheckpointError, InputError
 from comfyui_animate_suite.pipelines.training import checkpointing, selection
 from comfyui_animate_suite.pipelines.training.config import load_config, parse_config
 from comfyui_animate_suite.pipelines.training.tasks import DEFAULT_FACTORIES, build_task, resolve_callable
@@ -266,7 +266,7 @@ def test_recipe_mistakes_are_named_before_training(files, tmp_path):
 def test_validation_samples_come_from_the_animate_anyone_pipeline(files, tmp_path):
     from PIL import Image
 
-    from comfyui_animate_suite.pipelines.video import DecodeOptions, read_frames
+    from comfyui_animate_suite.core.video import DecodeOptions, read_frames
 
     Image.new("RGB", (48, 48), (200, 60, 40)).save(tmp_path / "reference.png")
     settings = recipe(files, tmp_path, 2, max_train_steps=2)

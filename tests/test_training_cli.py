@@ -8,13 +8,13 @@ import torch
 import yaml
 
 from comfyui_animate_suite import cli
-from comfyui_animate_suite.pipelines.checkpoints import load_state_dict
-from comfyui_animate_suite.pipelines.errors import InputError
+from comfyui_animate_suite.core.checkpoints import load_state_dict
+from comfyui_animate_suite.core.errors import InputError
 from comfyui_animate_suite.pipelines.training import datasets
 from comfyui_animate_suite.pipelines.training.config import RECIPES, load_config, parse_config
 from comfyui_animate_suite.pipelines.training.datasets import DatasetError
 from comfyui_animate_suite.pipelines.training.prepare import prepare_pose_videos
-from comfyui_animate_suite.pipelines.video import count_frames, write_video
+from comfyui_animate_suite.core.video import count_frames, write_video
 from tiny_models import training as tiny
 
 

@@ -10,7 +10,7 @@ import torch
 
 from comfyui_animate_suite.pipelines.training import datasets, sampling
 from comfyui_animate_suite.pipelines.training.datasets import DatasetError
-from comfyui_animate_suite.pipelines.video import write_video
+from comfyui_animate_suite.core.video import write_video
 from tiny_models import training as tiny
 
 
@@ -245,7 +245,7 @@ def test_samples_do_not_depend_on_the_number_of_loader_workers(pose_data):
 def test_count_frames_and_read_frames_at_agree_with_full_decoding(tmp_path):
     from PIL import Image
 
-    from comfyui_animate_suite.pipelines import video
+    from comfyui_animate_suite.core import video
 
     clip = tiny.moving_square(7, 32, (250, 120, 10))
     write_video(clip, tmp_path / "clip.mp4", fps=8)

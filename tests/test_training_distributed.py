@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from comfyui_animate_suite.pipelines.checkpoints import load_state_dict
+from comfyui_animate_suite.core.checkpoints import load_state_dict
 from comfyui_animate_suite.pipelines.training import checkpointing
 from comfyui_animate_suite.pipelines.training.config import parse_config
 from comfyui_animate_suite.pipelines.training.tasks import build_task

@@ -12,12 +12,12 @@ import torch
 import yaml
 
 from comfyui_animate_suite import cli
-from comfyui_animate_suite.pipelines.checkpoints import load_state_dict
+from comfyui_animate_suite.core.checkpoints import load_state_dict
 from comfyui_animate_suite.pipelines.easyanimate import loading
 from comfyui_animate_suite.pipelines.easyanimate import lora as inference_lora
 from comfyui_animate_suite.pipelines.easyanimate import training as easyanimate_training
 from comfyui_animate_suite.pipelines.easyanimate.models import frame_position_table, is_motion_module_key
-from comfyui_animate_suite.pipelines.errors import InputError
+from comfyui_animate_suite.core.errors import InputError
 from comfyui_animate_suite.pipelines.training import checkpointing, lora
 from comfyui_animate_suite.pipelines.training.config import load_config, parse_config
 from comfyui_animate_suite.pipelines.training.sampling import SampleKeyDataset
@@ -195,7 +195,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(files, tmp_path):
 
 
 def test_validation_samples_come_from_the_text_to_video_pipeline(files, tmp_path):
-    from comfyui_animate_suite.pipelines.video import read_frames, DecodeOptions
+    from comfyui_animate_suite.core.video import read_frames, DecodeOptions
 
     settings = recipe(files, tmp_path, "lora", max_train_steps=2)
     settings["validation"] = {"every_steps": 2, "options": {"prompts": ["a red square", "a green square"],

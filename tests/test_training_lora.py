@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from comfyui_animate_suite.pipelines.checkpoints import load_state_dict
+from comfyui_animate_suite.core.checkpoints import load_state_dict
 from comfyui_animate_suite.pipelines.easyanimate import lora as read
 from comfyui_animate_suite.pipelines.training import lora
 from tiny_models import training as tiny

@@ -8,7 +8,7 @@ import pytest
 
 from comfyui_animate_suite import cli
 from comfyui_animate_suite.pipelines.training import datasets
-from comfyui_animate_suite.pipelines.video import DecodeOptions, read_frames, write_video
+from comfyui_animate_suite.core.video import DecodeOptions, read_frames, write_video
 from comfyui_animate_suite.pose.training import build_pose_renderer
 from tiny_models import pose as tiny_pose
 

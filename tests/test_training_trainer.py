@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from comfyui_animate_suite.pipelines.checkpoints import load_into_module, load_state_dict
+from comfyui_animate_suite.core.checkpoints import load_into_module, load_state_dict
 from comfyui_animate_suite.pipelines.easyanimate.lora import read_lora
 from comfyui_animate_suite.pipelines.training import checkpointing, lora
 from comfyui_animate_suite.pipelines.training.config import parse_config

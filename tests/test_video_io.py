@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from comfyui_animate_suite.pipelines import images as image_ops
-from comfyui_animate_suite.pipelines import video
-from comfyui_animate_suite.pipelines.errors import InputError
+from comfyui_animate_suite.core import images as image_ops
+from comfyui_animate_suite.core import video
+from comfyui_animate_suite.core.errors import InputError
 
 
 def moving_square(frames=6, height=48, width=64):
@@ -195,7 +195,7 @@ def test_frames_to_video_reports_missing_core_type_clearly(comfy, node_class):
         from comfy_api.input_impl import VideoFromComponents  # noqa: F401
         from comfy_api.util import VideoComponents  # noqa: F401
     except ImportError:
-        with pytest.raises(comfy.module("pipelines.errors").InputError, match="no core VIDEO type"):
+        with pytest.raises(comfy.module("core.errors").InputError, match="no core VIDEO type"):
             node.convert(torch.rand(2, 8, 8, 3), 8.0)
         return
     video_value = node.convert(torch.rand(2, 8, 8, 3), 8.0)[0]

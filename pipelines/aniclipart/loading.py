@@ -3,7 +3,7 @@
 Local files only; nothing is fetched. The folder is the released layout (``model_index.json`` naming a
 ``TextToVideoSDPipeline`` with ``unet/`` UNet3DConditionModel, ``vae/`` AutoencoderKL, ``text_encoder/``
 CLIPTextModel, ``tokenizer/`` CLIPTokenizer, ``scheduler/``). Each module is built from its own
-``config.json`` and its weights are read with ``pipelines/checkpoints.py`` (safetensors, or ``.bin``
+``config.json`` and its weights are read with ``core/checkpoints.py`` (safetensors, or ``.bin``
 with ``weights_only=True``) and checked strictly: every file key lands in the module and every module
 key comes from the file. Both the full and the ``fp16`` variant files are accepted.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from .. import checkpoints
-from ..errors import CheckpointError, ModelNotFoundError
+from ...core import checkpoints
+from ...core.errors import CheckpointError, ModelNotFoundError
 
 PIPELINE_CLASS = "TextToVideoSDPipeline"
 COMPONENT_CLASSES = {

@@ -1,6 +1,6 @@
 """The text-guided half of the ``clipart`` command: ``clipart INPUT.svg --prompt "..." --out OUT.gif``.
 
-The ``clipart`` command (``svg/cli.py``: SVG loading, procedural motion, output writing) adds these
+The ``clipart`` command (``pipelines/aniclipart/cli.py``: SVG loading, procedural motion, output writing) adds these
 arguments with ``add_prompt_arguments(parser)`` and, when ``--prompt`` is given, gets the animation from
 ``run_prompt(args, clipart)``; it is written out like a procedural one.
 """
@@ -14,7 +14,7 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
 def add_prompt_arguments(parser) -> None:
-    from ...cli import add_models_dir_argument
+    from ...core.cli_args import add_models_dir_argument
     from .text_guided import PRESETS
 
     group = parser.add_argument_group("text-guided motion (AniClipart SDS with text-to-video-ms-1.7b)")
@@ -45,8 +45,8 @@ def prior_folder(args) -> Path:
     """``--t2v-model``, or the registered text-to-video-ms-1.7b folder under the models directory."""
     if args.t2v_model is not None:
         return Path(args.t2v_model)
-    from ...cli import locator_from_args
-    from .. import model_registry
+    from ...core.cli_args import locator_from_args
+    from ...core import model_registry
 
     return model_registry.require(model_registry.MODELSCOPE_T2V, "diffusers", locator_from_args(args))
 
@@ -66,7 +66,7 @@ def run_prompt(args, clipart):
     Uses the ``clipart`` command's ``--seed``, ``--frames`` (default: the preset's), ``--fps`` (default 8,
     as AniClipart), ``--free-start`` and ``--device`` (default: cuda when available).
     """
-    from ..context import RunContext
+    from ...core.context import RunContext
     from .loading import load_t2v_prior
     from .text_guided import FPS, animate_clipart, settings_for
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import AnimateSuiteError
+from ...core.errors import AnimateSuiteError
 
 
 @dataclass(frozen=True)

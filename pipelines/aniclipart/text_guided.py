@@ -19,9 +19,9 @@ from ...svg.animate import Clipart, ClipartAnimation
 from ...svg.rig import ClipartRig
 from ...svg.skeleton import bone_lengths, skeleton_length_loss
 from ...svg.trajectories import bezier_poses, fix_start, frame_to_pose, init_bezier, sample_times, segment_length
-from ..context import RunContext
-from ..errors import InputError
-from ..images import to_uint8
+from ...core.context import RunContext
+from ...core.errors import InputError
+from ...core.images import to_uint8
 from .augment import FrameAugmentation
 from .loading import T2VPrior
 from .models import TrajectoryMLP

@@ -14,7 +14,7 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv")
 
 
 def register(subparsers) -> None:
-    from ...cli import add_models_dir_argument
+    from ...core.cli_args import add_models_dir_argument
     from .settings import FITS, AnimateAnyoneSettings
 
     defaults = AnimateAnyoneSettings()
@@ -47,8 +47,8 @@ def register(subparsers) -> None:
 
 
 def _files(args: argparse.Namespace):
-    from ...cli import locator_from_args
-    from .. import model_registry
+    from ...core.cli_args import locator_from_args
+    from ...core import model_registry
     from .loading import AnimateAnyoneFiles
 
     locator = locator_from_args(args)
@@ -61,8 +61,8 @@ def _files(args: argparse.Namespace):
 
 
 def _write(frames, path: Path, fps: float) -> None:
-    from .. import video
-    from ..images import to_uint8
+    from ...core import video
+    from ...core.images import to_uint8
 
     pixels = to_uint8(frames)
     suffix = path.suffix.lower()
@@ -84,10 +84,10 @@ def _progress(step: int, total: int, preview=None) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..context import MoveToDeviceStager, RunContext
-    from ..errors import InputError
-    from ..images import from_uint8, open_image
-    from ..video import DecodeOptions, read_frames
+    from ...core.context import MoveToDeviceStager, RunContext
+    from ...core.errors import InputError
+    from ...core.images import from_uint8, open_image
+    from ...core.video import DecodeOptions, read_frames
     from .loading import load_models
     from .pipeline import animate, check_memory, checked_settings
     from .settings import AnimateAnyoneSettings

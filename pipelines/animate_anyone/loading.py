@@ -27,8 +27,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..checkpoints import check_keys, load_into_module, load_state_dict
-from ..errors import CheckpointError, ModelNotFoundError
+from ...core.checkpoints import check_keys, load_into_module, load_state_dict
+from ...core.errors import CheckpointError, ModelNotFoundError
 from .models_pose_guider import PoseGuider, build_pose_guider
 from .models_unet import DenoisingUNet3D, UNetShape, build_denoising_unet, build_reference_net
 

@@ -25,9 +25,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from ..context import RunContext
-from ..errors import InputError
-from ..images import check_image_batch, to_uint8
+from ...core.context import RunContext
+from ...core.errors import InputError
+from ...core.images import check_image_batch, to_uint8
 from .context_windows import uniform_windows
 from .loading import AnimateAnyoneModels
 from .reference_attention import reading_reference, record_reference_features
@@ -141,7 +141,7 @@ def estimated_memory_bytes(settings: AnimateAnyoneSettings, frames: int, dtype: 
 
 def device_memory_bytes(device) -> int:
     """What a job may use on ``device``: the GPU's whole memory (models can be offloaded), else free RAM."""
-    from ..errors import available_memory_bytes
+    from ...core.errors import available_memory_bytes
 
     device = torch.device(device)
     if device.type == "cuda" and torch.cuda.is_available():
@@ -151,7 +151,7 @@ def device_memory_bytes(device) -> int:
 
 def check_memory(settings: AnimateAnyoneSettings, frames: int, device, dtype: torch.dtype) -> None:
     """Refuse, before allocating anything, a job whose estimate exceeds the device's memory."""
-    from ..errors import memory_refusal
+    from ...core.errors import memory_refusal
 
     needed, available = estimated_memory_bytes(settings, frames, dtype), device_memory_bytes(device)
     if needed > available:

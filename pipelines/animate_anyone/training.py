@@ -33,9 +33,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..checkpoints import check_keys, load_state_dict
-from ..context import RunContext
-from ..errors import CheckpointError, InputError
+from ...core.checkpoints import check_keys, load_state_dict
+from ...core.context import RunContext
+from ...core.errors import CheckpointError, InputError
 from ..training.tasks import AnimateAnyoneModels, ValidationRequest
 from . import loading, pipeline, reference_attention
 from .models_motion import MotionModule, PositionalEncoding, sinusoid_table
@@ -268,7 +268,7 @@ class ValidationSampler:
     def __call__(self, net: AnimateAnyoneTrainingNet, request: ValidationRequest) -> dict:
         from PIL import Image
 
-        from ..video import DecodeOptions, read_frames
+        from ...core.video import DecodeOptions, read_frames
 
         options = {**VALIDATION_OPTIONS, **request.options}
         models = loading.AnimateAnyoneModels(net.reference_unet, net.denoising_unet, net.pose_guider,

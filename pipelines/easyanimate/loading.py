@@ -24,8 +24,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from .. import checkpoints
-from ..errors import CheckpointError, CheckpointMismatchError, ModelNotFoundError
+from ...core import checkpoints
+from ...core.errors import CheckpointError, CheckpointMismatchError, ModelNotFoundError
 from .models import EasyAnimateV1Transformer, MotionModuleConfig, TransformerConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"

@@ -27,8 +27,8 @@ from typing import Iterator, Mapping
 import torch
 from torch import nn
 
-from .. import checkpoints
-from ..errors import CheckpointError, CheckpointMismatchError
+from ...core import checkpoints
+from ...core.errors import CheckpointError, CheckpointMismatchError
 
 TRANSFORMER_PREFIX = "lora_unet"
 TEXT_ENCODER_PREFIX = "lora_te"

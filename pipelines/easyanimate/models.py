@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..errors import CheckpointError
+from ...core.errors import CheckpointError
 
 # Motion module layout used by v1's released file (config/easyanimate_video_motion_module_v1.yaml).
 SUPPORTED_MOTION_MODULES = ("VanillaGrid", "Vanilla")

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..context import RunContext
-from ..errors import InputError
-from ..images import round_to_multiple
+from ...core.context import RunContext
+from ...core.errors import InputError
+from ...core.images import round_to_multiple
 from . import schedulers
 from .loading import EasyAnimateV1, EasyAnimateV51
 

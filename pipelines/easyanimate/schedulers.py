@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import InputError
+from ...core.errors import InputError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 

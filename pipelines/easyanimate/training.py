@@ -23,8 +23,8 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from ..context import RunContext
-from ..errors import InputError
+from ...core.context import RunContext
+from ...core.errors import InputError
 from ..training.tasks import EasyAnimateModels, ValidationRequest
 from . import loading, pipeline, schedulers
 from .models import (EasyAnimateV1Transformer, FramePositionEncoding, TransformerConfig, frame_position_table,

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
+from ...core.errors import InputError
 from .models_face import FACE_CROP_SIZE
 
 Box = tuple[int, int, int, int]  # y_min, y_max, x_min, x_max, inclusive

@@ -28,8 +28,8 @@ from typing import Callable
 
 import torch
 
-from .. import checkpoints
-from ..errors import CheckpointError
+from ...core import checkpoints
+from ...core.errors import CheckpointError
 from ..svd.loading import load_svd_components
 from . import models_face, models_pose, models_unet
 

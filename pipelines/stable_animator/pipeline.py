@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .. import images as image_ops
-from ..context import RunContext
-from ..errors import InputError
+from ...core import images as image_ops
+from ...core.context import RunContext
+from ...core.errors import InputError
 from . import hjb, sampling
 from .hjb import FaceOptimization
 from .loading import StableAnimatorModels

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import InputError
+from ...core.errors import InputError
 
 
 def tile_length(tile_size: int, num_frames: int) -> int:

@@ -35,8 +35,8 @@ from typing import Callable, Iterable, Mapping
 
 import torch
 
-from ..checkpoints import StateDict
-from ..errors import CheckpointError, CheckpointMismatchError
+from ...core.checkpoints import StateDict
+from ...core.errors import CheckpointError, CheckpointMismatchError
 
 UNET_PREFIX = "model.diffusion_model."
 IMAGE_ENCODER_PREFIX = "conditioner.embedders.0.open_clip.model.visual."

@@ -39,8 +39,8 @@ from typing import Iterable, Mapping
 
 import torch
 
-from .. import checkpoints
-from ..errors import CheckpointError, InputError, ModelNotFoundError
+from ...core import checkpoints
+from ...core.errors import CheckpointError, InputError, ModelNotFoundError
 from . import convert
 
 COMPONENTS = ("unet", "vae", "image_encoder")

@@ -25,9 +25,9 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 
-from .. import images as image_ops
-from ..context import RunContext
-from ..errors import InputError
+from ...core import images as image_ops
+from ...core.context import RunContext
+from ...core.errors import InputError
 from . import samplers
 from .loading import SVDComponents
 

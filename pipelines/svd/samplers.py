@@ -15,7 +15,7 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ...core.errors import InputError
 
 SAMPLERS = ("euler", "euler_ancestral", "dpmpp_2m")
 

@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..errors import AnimateSuiteError
+from ...core.errors import AnimateSuiteError
 
 PREFIX = "checkpoint-"
 
@@ -122,8 +122,8 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    from ..checkpoints import load_state_dict
-    from ..errors import CheckpointError
+    from ...core.checkpoints import load_state_dict
+    from ...core.errors import CheckpointError
 
     try:
         return load_state_dict(path)

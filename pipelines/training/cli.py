@@ -72,7 +72,7 @@ def register(subparsers) -> None:
 
 
 def _check_command(config, command: str, stage) -> None:
-    from ..errors import InputError
+    from ...core.errors import InputError
 
     method, mode = TRAIN_COMMANDS[command]
     if config.method != method:
@@ -102,7 +102,7 @@ def _run_train(args) -> int:
 
 
 def _run_recipe(args) -> int:
-    from ..errors import InputError
+    from ...core.errors import InputError
     from .config import CONFIG_DIR, RECIPES
 
     if args.list or not args.name:
@@ -115,8 +115,8 @@ def _run_recipe(args) -> int:
 
 
 def _run_prepare_poses(args) -> int:
-    from ...cli import default_models_dir
-    from ..errors import InputError
+    from ...core.cli_args import default_models_dir
+    from ...core.errors import InputError
     from .prepare import build_renderer, prepare_pose_videos
 
     if not Path(args.videos).is_dir():  # before the pose models are looked for

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ..errors import InputError
+from ...core.errors import InputError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 RECIPES = {

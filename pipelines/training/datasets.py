@@ -2,7 +2,7 @@
 
 Every dataset has ``sample(item, rng)``: item ``item`` drawn with the sample's own ``numpy`` generator
 (see ``sampling.py``), so the frames and crops chosen depend only on the run's seed and the sample's
-stream position. Frames are decoded with ``pipelines/video.py``.
+stream position. Frames are decoded with ``core/video.py``.
 
 AnimateAnyone (Moore-AnimateAnyone ``src/dataset/dance_{image,video}.py``): one or more meta JSON files,
 each a list of ``{"video_path": ..., "kps_path": ...}`` (a video and its rendered pose video with the
@@ -31,9 +31,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..errors import AnimateSuiteError, InputError
-from ..images import resize_batch
-from .. import video
+from ...core.errors import AnimateSuiteError, InputError
+from ...core.images import resize_batch
+from ...core import video
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -66,7 +66,7 @@ def frame_count(path: Path) -> int:
 def read_image(path: Path) -> np.ndarray:
     from PIL import Image
 
-    from ..images import pil_to_uint8
+    from ...core.images import pil_to_uint8
 
     try:
         with Image.open(path) as image:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..easyanimate.lora import TEXT_ENCODER_PREFIX, TRANSFORMER_PREFIX, kohya_name
-from ..errors import InputError
+from ...core.errors import InputError
 
 ADAPTER_NAME = "lora_adapter"
 T5_CONTAINERS = ("T5LayerSelfAttention", "T5LayerFF")

@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .. import video
+from ...core import video
 from .datasets import IMAGE_SUFFIXES, DatasetError
 
 PoseRenderer = Callable[[np.ndarray], np.ndarray]

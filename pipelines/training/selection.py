@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from ..errors import InputError
+from ...core.errors import InputError
 
 ParameterRule = Callable[[str], bool]
 

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from ..easyanimate.models import is_motion_module_key
-from ..errors import InputError
+from ...core.errors import InputError
 from . import datasets, lora, losses, selection
 from .sampling import BATCH, NOISE, numpy_rng, torch_generator
 

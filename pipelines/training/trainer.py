@@ -30,7 +30,7 @@ from typing import Optional
 
 import torch
 
-from ..errors import InputError
+from ...core.errors import InputError
 from . import checkpointing, selection
 from .checkpointing import ResumeError, TrainState
 from .datasets import DatasetError
@@ -279,7 +279,7 @@ class Trainer:
         accelerator.wait_for_everyone()
 
     def _write_samples(self, step: int, samples: dict) -> list[Path]:
-        from ..video import write_gif
+        from ...core.video import write_gif
 
         folder = self.output_dir / "validation" / f"step-{step:07d}"
         folder.mkdir(parents=True, exist_ok=True)

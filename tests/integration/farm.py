@@ -108,7 +108,7 @@ def _photo(path: Path) -> None:
 def build_inputs(inputs: Path) -> None:
     from PIL import Image
 
-    from comfyui_animate_suite.pipelines.video import write_video
+    from comfyui_animate_suite.core.video import write_video
 
     inputs = Path(inputs)
     inputs.mkdir(parents=True, exist_ok=True)

@@ -225,7 +225,7 @@ def build_animate_anyone(model_config: dict, stage: int) -> AnimateAnyoneModels:
 
 def load_stage1_export(net: TinyAnimateAnyoneNet, folder: Path) -> None:
     """What the real loader does with the released stage-1 files: strict, every key lands."""
-    from comfyui_animate_suite.pipelines.checkpoints import load_into_module, load_state_dict
+    from comfyui_animate_suite.core.checkpoints import load_into_module, load_state_dict
 
     motion = [k for k in net.denoising_unet.state_dict() if "motion_module" in k]
     load_into_module(net.denoising_unet, load_state_dict(folder / "denoising_unet.pth"), folder, "denoising UNet",
@@ -386,7 +386,7 @@ def pose_of(video: np.ndarray) -> np.ndarray:
 
 
 def write_pose_dataset(folder: Path, count: int = 2, frames: int = 12, size: int = 32) -> Path:
-    from comfyui_animate_suite.pipelines.video import write_video
+    from comfyui_animate_suite.core.video import write_video
 
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -404,7 +404,7 @@ def write_pose_dataset(folder: Path, count: int = 2, frames: int = 12, size: int
 def write_media_dataset(folder: Path, frames: int = 8, size: int = 32, with_image: bool = False) -> Path:
     from PIL import Image
 
-    from comfyui_animate_suite.pipelines.video import write_video
+    from comfyui_animate_suite.core.video import write_video
 
     (folder / "videos").mkdir(parents=True, exist_ok=True)
     entries = []

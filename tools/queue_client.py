@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .errors import AnimateSuiteError
+from ..core.errors import AnimateSuiteError
 
 EXIT_OK, EXIT_USAGE, EXIT_REJECTED, EXIT_FAILED, EXIT_OUT_OF_MEMORY, EXIT_INTERRUPTED, EXIT_TIMEOUT, EXIT_UNREACHABLE = (
     0, 2, 3, 4, 5, 6, 7, 8)

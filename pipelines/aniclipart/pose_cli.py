@@ -1,6 +1,6 @@
 """The pose-driven half of the ``clipart`` command: ``clipart IN.svg --pose driving.mp4|poses.json --out OUT.gif``.
 
-``svg/cli.py`` adds these arguments with ``add_pose_arguments(parser)`` and, when ``--pose`` is given,
+``pipelines/aniclipart/cli.py`` adds these arguments with ``add_pose_arguments(parser)`` and, when ``--pose`` is given,
 gets the animation from ``run_pose(args, clipart)``. A video (or GIF/WebP/frame folder) goes through
 DWPose (``yolox_l.onnx`` and ``dw-ll_ucoco_384.onnx`` under ``<models-dir>/dwpose``); a ``.json`` file is
 OpenPose JSON (a list of frames or one frame, as Save Pose JSON and other packs write it).
@@ -15,7 +15,7 @@ JSON_FPS = 12.0
 
 
 def add_pose_arguments(parser) -> None:
-    from .retarget import FOLLOW, NO_PERSON
+    from ...svg.retarget import FOLLOW, NO_PERSON
 
     group = parser.add_argument_group("pose-driven motion (a human pose sequence drives the clipart's keypoints)")
     group.add_argument("--pose", type=Path, default=None,
@@ -35,8 +35,8 @@ def add_pose_arguments(parser) -> None:
 
 def _pose_frames(args):
     """(FramePose list, the driving fps or None)."""
-    from ..pipelines.errors import InputError
-    from ..pose import openpose_json
+    from ...core.errors import InputError
+    from ...pose import openpose_json
 
     path = args.pose
     if not path.exists():
@@ -47,9 +47,9 @@ def _pose_frames(args):
 
 
 def _video_poses(args):
-    from ..cli import locator_from_args
-    from ..pipelines import model_registry, video
-    from ..pose import dwpose
+    from ...core.cli_args import locator_from_args
+    from ...core import model_registry, video
+    from ...pose import dwpose
 
     cap = args.frames or 0
     frames, fps = video.read_frames(args.pose, video.DecodeOptions(frame_cap=cap))
@@ -61,8 +61,8 @@ def _video_poses(args):
 
 
 def run_pose(args, clipart):
-    from ..pipelines.errors import InputError
-    from .retarget import RetargetSettings, animate_from_pose, parse_map
+    from ...core.errors import InputError
+    from ...svg.retarget import RetargetSettings, animate_from_pose, parse_map
 
     poses, video_fps = _pose_frames(args)
     if args.frames is not None:

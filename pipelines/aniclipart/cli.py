@@ -27,8 +27,8 @@ DESCRIPTION = (
 
 
 def register(subparsers) -> None:
-    from ..pipelines.aniclipart.prompt_cli import add_prompt_arguments
-    from .motion import PRESETS
+    from .prompt_cli import add_prompt_arguments
+    from ...svg.motion import PRESETS
     from .pose_cli import add_pose_arguments
 
     parser = subparsers.add_parser(
@@ -67,8 +67,8 @@ def register(subparsers) -> None:
 
 
 def _background(text: str):
-    from ..pipelines.errors import InputError
-    from .document import parse_color
+    from ...core.errors import InputError
+    from ...svg.document import parse_color
 
     if text == "transparent":
         return None
@@ -79,7 +79,7 @@ def _background(text: str):
 
 
 def _read_text(path: Path, flag: str) -> str:
-    from ..pipelines.errors import InputError
+    from ...core.errors import InputError
 
     try:
         return path.read_text(encoding="utf-8")
@@ -90,8 +90,8 @@ def _read_text(path: Path, flag: str) -> str:
 
 def _check_arguments(args) -> None:
     """Slips found before any work: ranges, missing files, an unwritable --out, an absent device."""
-    from ..pipelines.errors import InputError
-    from .rigfiles import find_side_files
+    from ...core.errors import InputError
+    from ...svg.rigfiles import find_side_files
 
     if args.seed < 0:
         raise InputError("--seed", f"is {args.seed}", "0 or more")
@@ -116,7 +116,7 @@ def _check_arguments(args) -> None:
 def _check_device(name: str) -> None:
     import torch
 
-    from ..pipelines.errors import InputError
+    from ...core.errors import InputError
 
     try:
         device = torch.device(name)
@@ -129,12 +129,12 @@ def _check_device(name: str) -> None:
 
 
 def run(args) -> int:
-    from ..pipelines.context import RunContext
-    from ..pipelines.errors import InputError
-    from .animate import animate_procedural, animation_from_record, load_clipart
-    from .export import parse_motion_json
-    from .motion import MotionSettings
-    from .rig import RigSettings
+    from ...core.context import RunContext
+    from ...core.errors import InputError
+    from ...svg.animate import animate_procedural, animation_from_record, load_clipart
+    from ...svg.export import parse_motion_json
+    from ...svg.motion import MotionSettings
+    from ...svg.rig import RigSettings
 
     started = time.perf_counter()
     out = args.out
@@ -147,9 +147,9 @@ def run(args) -> int:
     _check_arguments(args)
     settings = RigSettings(max_tri_area=args.max_tri_area, min_tri_angle=args.min_tri_angle)
     if args.replay is not None:
-        from .animate import _read_svg_bytes
-        from .document import parse_svg
-        from .export import svg_digest
+        from ...svg.animate import _read_svg_bytes
+        from ...svg.document import parse_svg
+        from ...svg.export import svg_digest
 
         record = parse_motion_json(_read_text(args.replay, "--replay"), "--replay")
         data = _read_svg_bytes(args.input)
@@ -158,7 +158,7 @@ def run(args) -> int:
         clipart = load_clipart(args.input, args.canvas, args.keypoints, args.skeleton, args.layers,
                                use_side_files=not args.detect, settings=settings, complexity=args.complexity)
         if args.prompt is not None:
-            from ..pipelines.aniclipart.prompt_cli import run_prompt
+            from .prompt_cli import run_prompt
 
             animation = run_prompt(args, clipart)
         elif args.pose is not None:
@@ -187,14 +187,14 @@ def run(args) -> int:
 
 def write_outputs(animation, out: Path, size, background, ctx) -> list[Path]:
     """Write the animation in the format the path asks for; returns the files written."""
-    from ..pipelines import video
-    from ..pipelines.images import to_uint8
-    from .animate import animation_svg, frame_svgs, motion_record, render_animation
-    from .export import motion_json
+    from ...core import video
+    from ...core.images import to_uint8
+    from ...svg.animate import animation_svg, frame_svgs, motion_record, render_animation
+    from ...svg.export import motion_json
 
     suffix = out.suffix.lower()
     if out.name.lower().endswith(LOTTIE_NAMES):
-        from .lottie import write_lottie
+        from ...svg.lottie import write_lottie
 
         return [write_lottie(animation, out, size)]
     if suffix == ".svg":
