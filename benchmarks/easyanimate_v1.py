@@ -105,13 +105,13 @@ def full_size_benchmark(steps: int) -> None:
 
     dtype, device = torch.float16, "cuda"
     transformer = loading.build_v1_transformer(dtype=dtype)
-    from comfyui_animate_suite.pipelines.easyanimate.models import frame_position_table
+    from comfyui_animate_suite.pipelines.motion_module import sinusoid_table
 
     with torch.no_grad():
         for parameter in transformer.parameters():
             parameter.normal_(0, 0.02)
         for buffer in transformer.buffers():  # the motion module's frame encodings
-            buffer.copy_(frame_position_table(buffer.shape[-1], buffer.shape[1]))
+            buffer.copy_(sinusoid_table(buffer.shape[1], buffer.shape[-1]))
     with torch.device("meta"):
         t5 = T5EncoderModel(T5Config(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
                                      feed_forward_proj="gated-gelu", is_encoder_decoder=False))

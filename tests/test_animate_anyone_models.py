@@ -10,7 +10,7 @@ import torch
 from comfyui_animate_suite.pipelines.animate_anyone import reference_attention
 from comfyui_animate_suite.pipelines.animate_anyone.context_windows import uniform_windows
 from comfyui_animate_suite.pipelines.animate_anyone.loading import AnimateAnyoneConfig, released_role
-from comfyui_animate_suite.pipelines.animate_anyone.models_motion import MotionModule, MotionSettings
+from comfyui_animate_suite.pipelines.motion_module import MotionModule, MotionSettings
 from tiny_models import animate_anyone as tiny
 from tiny_models import seeded
 

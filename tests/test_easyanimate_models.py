@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from comfyui_animate_suite.pipelines import motion_module
 from comfyui_animate_suite.pipelines.easyanimate import loading, models
 from comfyui_animate_suite.pipelines.easyanimate.lora import TEXT_ENCODER_PREFIX, TRANSFORMER_PREFIX, lora_targets
 from comfyui_animate_suite.pipelines.easyanimate.pipeline import VideoRequest, check_request
@@ -65,12 +66,11 @@ def test_unsupported_configs_are_refused_with_the_reason():
         models.TransformerConfig.from_pixart(config)
     kwargs = dict(loading.shipped_config("v1_motion_module.json"), basic_block_type="selfattentiontemporal")
     with pytest.raises(CheckpointError, match="basic_block_type"):
-        models.MotionModuleConfig.from_additional_kwargs(kwargs)
+        models.motion_settings(kwargs)
 
 
-def _attention(block_size: int = 2) -> models.TemporalAttention:
-    config = loading.v1_motion_module_config()
-    return models.TemporalAttention(64, 8, 8, config)
+def _attention() -> motion_module.TemporalAttention:
+    return motion_module.TemporalAttention(64, 8, 8, loading.v1_motion_module_config())
 
 
 def test_grid_fold_makes_one_sequence_per_2x2_cell_across_frames():
@@ -92,7 +92,7 @@ def test_grid_fold_makes_one_sequence_per_2x2_cell_across_frames():
 
 def test_temporal_blocks_mix_only_within_a_cell_and_add_frame_position_before_the_fold():
     torch.manual_seed(0)
-    module = models.MotionModule(64, loading.v1_motion_module_config()).eval()
+    module = motion_module.MotionModule(64, loading.v1_motion_module_config()).eval()
     block = module.temporal_transformer.transformer_blocks[0]  # after the GroupNorm, which sees whole frames
     frames, height, width = 4, 4, 4
     x = torch.randn(frames, height * width, 64)
@@ -112,13 +112,17 @@ def test_temporal_blocks_mix_only_within_a_cell_and_add_frame_position_before_th
         assert torch.equal(cell, attention.pos_encoder.pe[0, frame].expand(4, 64))
 
 
-def test_sincos_table_matches_diffusers():
-    from diffusers.models.embeddings import get_2d_sincos_pos_embed
+def test_patch_embed_matches_diffusers_at_the_sample_size_and_others():
+    from diffusers.models.embeddings import PatchEmbed
 
-    for grid_h, grid_w in ((4, 4), (4, 6), (24, 40)):
-        ours = models.sincos_position_table(64, grid_h, grid_w, base_size=4, interpolation_scale=1)[0]
-        theirs = get_2d_sincos_pos_embed(64, (grid_h, grid_w), base_size=4, interpolation_scale=1, output_type="pt")
-        assert torch.equal(ours, theirs.float())
+    torch.manual_seed(0)
+    ours = models.PatchEmbed(4, 64, patch_size=2, sample_size=8)
+    theirs = PatchEmbed(height=8, width=8, patch_size=2, in_channels=4, embed_dim=64, interpolation_scale=1)
+    theirs.load_state_dict(ours.state_dict())
+    for height, width in ((8, 8), (8, 12), (48, 80)):
+        latents = torch.randn(2, 4, height, width)
+        with torch.no_grad():
+            assert torch.equal(ours(latents), theirs(latents))
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -13,7 +13,7 @@ from comfyui_animate_suite import cli
 from comfyui_animate_suite.pipelines.animate_anyone import loading, reference_attention
 from comfyui_animate_suite.pipelines.animate_anyone import training as aa_training
 from comfyui_animate_suite.pipelines.animate_anyone.loading import AnimateAnyoneConfig, AnimateAnyoneFiles
-from comfyui_animate_suite.pipelines.animate_anyone.models_motion import sinusoid_table
+from comfyui_animate_suite.pipelines.motion_module import sinusoid_table
 from comfyui_animate_suite.pipelines.animate_anyone.models_unet import fold_frames, unfold_frames
 from comfyui_animate_suite.core.checkpoints import load_state_dict
 from comfyui_animate_suite.core.errors import CheckpointError, InputError

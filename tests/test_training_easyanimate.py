@@ -16,7 +16,8 @@ from comfyui_animate_suite.core.checkpoints import load_state_dict
 from comfyui_animate_suite.pipelines.easyanimate import loading
 from comfyui_animate_suite.pipelines.easyanimate import lora as inference_lora
 from comfyui_animate_suite.pipelines.easyanimate import training as easyanimate_training
-from comfyui_animate_suite.pipelines.easyanimate.models import frame_position_table, is_motion_module_key
+from comfyui_animate_suite.pipelines.easyanimate.models import is_motion_module_key
+from comfyui_animate_suite.pipelines.motion_module import sinusoid_table
 from comfyui_animate_suite.core.errors import InputError
 from comfyui_animate_suite.pipelines.training import checkpointing, lora
 from comfyui_animate_suite.pipelines.training.config import load_config, parse_config
@@ -172,7 +173,7 @@ def test_a_fresh_motion_module_starts_as_easyanimate_builds_it(files):
         assert temporal.proj_in.weight.std() > 0
         for attention in temporal.transformer_blocks[0].attention_blocks:
             _, max_len, dim = attention.pos_encoder.pe.shape
-            assert torch.equal(attention.pos_encoder.pe, frame_position_table(dim, max_len))
+            assert torch.equal(attention.pos_encoder.pe, sinusoid_table(max_len, dim))
     again = easyanimate_training.build_training_models({"pixart_dir": str(files.v1.base)}).transformer.state_dict()
     assert all(torch.equal(state[k], again[k]) for k in state)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .models_motion import MotionModule, MotionSettings
+from ..motion_module import MotionModule, MotionSettings
 
 CROSS_ATTENTION_DOWN = ("CrossAttnDownBlock2D", "CrossAttnDownBlock3D")
 PLAIN_DOWN = ("DownBlock2D", "DownBlock3D")
@@ -108,8 +108,23 @@ class MotionLayout:
             resolutions=tuple(int(r) for r in kwargs.get("motion_module_resolutions", (1, 2, 4, 8))),
             mid_block=bool(kwargs.get("motion_module_mid_block", False)),
             decoder_only=bool(kwargs.get("motion_module_decoder_only", False)),
-            settings=MotionSettings.from_kwargs(kwargs.get("motion_module_kwargs", {})),
+            settings=_motion_settings(kwargs.get("motion_module_kwargs", {})),
         )
+
+
+def _motion_settings(kwargs: dict) -> MotionSettings:
+    """The reference's ``motion_module_kwargs`` (AnimateDiff v2: two temporal self-attentions, frame positions)."""
+    blocks = tuple(kwargs.get("attention_block_types", ("Temporal_Self", "Temporal_Self")))
+    if blocks != ("Temporal_Self", "Temporal_Self"):
+        raise ValueError(f"motion modules with attention blocks {blocks} are not supported (only Temporal_Self x2)")
+    if not kwargs.get("temporal_position_encoding", True):
+        raise ValueError("motion modules without temporal position encoding are not supported")
+    return MotionSettings(
+        num_attention_heads=int(kwargs.get("num_attention_heads", 8)),
+        num_transformer_block=int(kwargs.get("num_transformer_block", 1)),
+        temporal_position_encoding_max_len=int(kwargs.get("temporal_position_encoding_max_len", 32)),
+        temporal_attention_dim_div=int(kwargs.get("temporal_attention_dim_div", 1)),
+    )
 
 
 def build_reference_net(config: dict) -> nn.Module:

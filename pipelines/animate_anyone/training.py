@@ -38,7 +38,7 @@ from ...core.context import RunContext
 from ...core.errors import CheckpointError, InputError
 from ..training.tasks import AnimateAnyoneModels, ValidationRequest
 from . import loading, pipeline, reference_attention
-from .models_motion import MotionModule, PositionalEncoding, sinusoid_table
+from ..motion_module import MotionModule, PositionalEncoding, sinusoid_table
 from .models_pose_guider import PoseGuider
 from .models_unet import DenoisingUNet3D, MotionLayout, UNetShape, fold_frames, unfold_frames
 from .settings import AnimateAnyoneSettings

@@ -26,7 +26,8 @@ from torch import nn
 
 from ...core import checkpoints
 from ...core.errors import CheckpointError, CheckpointMismatchError, ModelNotFoundError
-from .models import EasyAnimateV1Transformer, MotionModuleConfig, TransformerConfig
+from ..motion_module import MotionSettings
+from .models import EasyAnimateV1Transformer, TransformerConfig, motion_settings
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 V1_FOLDER_PARTS = ("transformer", "text_encoder", "tokenizer", "vae")
@@ -120,8 +121,8 @@ def shipped_config(name: str) -> dict[str, Any]:
     return read_json(CONFIG_DIR / name)
 
 
-def v1_motion_module_config() -> MotionModuleConfig:
-    return MotionModuleConfig.from_additional_kwargs(shipped_config("v1_motion_module.json"), "configs/v1_motion_module.json")
+def v1_motion_module_config() -> MotionSettings:
+    return motion_settings(shipped_config("v1_motion_module.json"), "configs/v1_motion_module.json")
 
 
 def pixart_xl_config() -> TransformerConfig:
@@ -129,7 +130,7 @@ def pixart_xl_config() -> TransformerConfig:
     return TransformerConfig.from_pixart(shipped_config("pixart_xl_2_512x512_transformer.json"))
 
 
-def build_v1_transformer(config: TransformerConfig | None = None, motion: MotionModuleConfig | None = None,
+def build_v1_transformer(config: TransformerConfig | None = None, motion: MotionSettings | None = None,
                          dtype: torch.dtype = torch.float32, device: str = "cpu") -> EasyAnimateV1Transformer:
     """An uninitialised v1 transformer (``device="meta"`` allocates nothing: for layout checks)."""
     config, motion = config or pixart_xl_config(), motion or v1_motion_module_config()

@@ -27,8 +27,8 @@ from ...core.context import RunContext
 from ...core.errors import InputError
 from ..training.tasks import EasyAnimateModels, ValidationRequest
 from . import loading, pipeline, schedulers
-from .models import (EasyAnimateV1Transformer, FramePositionEncoding, TransformerConfig, frame_position_table,
-                     is_motion_module_key)
+from ..motion_module import PositionalEncoding, sinusoid_table
+from .models import EasyAnimateV1Transformer, TransformerConfig, is_motion_module_key
 
 MODEL_KEYS = ("pixart_dir", "motion_module")
 MOTION_MODULE_INIT_SEED = 0  # a fresh motion module is the same in every run (and on every process)
@@ -84,9 +84,9 @@ def initialise_motion_module(transformer: EasyAnimateV1Transformer) -> list[str]
             for module in block.attn_temporal.modules():
                 if isinstance(module, (nn.Linear, nn.LayerNorm, nn.GroupNorm)):
                     module.reset_parameters()
-                elif isinstance(module, FramePositionEncoding):
+                elif isinstance(module, PositionalEncoding):
                     _, max_len, dim = module.pe.shape
-                    module.pe.copy_(frame_position_table(dim, max_len))
+                    module.pe.copy_(sinusoid_table(max_len, dim))
             proj_out = block.attn_temporal.temporal_transformer.proj_out
             nn.init.zeros_(proj_out.weight)
             nn.init.zeros_(proj_out.bias)
