@@ -25,9 +25,9 @@ from torch import nn
 
 from ...core.context import RunContext
 from ...core.errors import InputError
+from ..motion_module import PositionalEncoding, sinusoid_table
 from ..training.tasks import EasyAnimateModels, ValidationRequest
 from . import loading, pipeline, schedulers
-from ..motion_module import PositionalEncoding, sinusoid_table
 from .models import EasyAnimateV1Transformer, TransformerConfig, is_motion_module_key
 
 MODEL_KEYS = ("pixart_dir", "motion_module")
