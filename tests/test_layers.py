@@ -47,3 +47,18 @@ def test_the_layer_check_sees_a_climb():
         assert [folder for _, folder in _imported_pack_folders(fake)] == ["pipelines"]
     finally:
         fake.unlink()
+
+
+def test_shared_pipeline_modules_import_no_method_package():
+    """Modules directly in pipelines/ (e.g. the motion module) serve several methods, so they depend on none."""
+    methods = {p.name for p in (REPO / "pipelines").iterdir() if (p / "__init__.py").exists()}
+    leaks = []
+    for path in sorted((REPO / "pipelines").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+                if node.module.split(".")[0] in methods:
+                    leaks.append(f"{path.relative_to(REPO)}:{node.lineno} imports pipelines.{node.module}")
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and not node.module:
+                leaks += [f"{path.relative_to(REPO)}:{node.lineno} imports pipelines.{a.name}"
+                          for a in node.names if a.name in methods]
+    assert not leaks, "\n".join(leaks)
