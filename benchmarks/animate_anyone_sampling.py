@@ -151,7 +151,7 @@ def _random_sd15_models(device, dtype):
 def run_worker(args) -> dict:
     import torch
 
-    from comfyui_animate_suite.pipelines.animate_anyone.context_windows import uniform_windows
+    from comfyui_animate_suite.core.frame_windows import uniform_windows
     from comfyui_animate_suite.pipelines.animate_anyone.loading import AnimateAnyoneFiles, load_models
     from comfyui_animate_suite.pipelines.animate_anyone.pipeline import AnimateAnyoneSettings, animate
     from comfyui_animate_suite.core.context import RunContext
