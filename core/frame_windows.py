@@ -47,7 +47,7 @@ def ramp_weights(start: int, end: int, total: int, overlap: int) -> torch.Tensor
     return weights
 
 
-def uniform_windows(num_frames: int, size: int, stride: int = 1, overlap: int = 4,
+def uniform_windows(num_frames: int, size: int, overlap: int = 4, stride: int = 1,
                     closed_loop: bool = True) -> list[list[int]]:
     """Frame indices of each window of the "uniform" schedule (see the module docstring)."""
     if num_frames <= size:
@@ -97,7 +97,7 @@ def tile_weights(length: int, device=None) -> torch.Tensor:
     return torch.minimum(weights, 2 - weights)
 
 
-# name -> (the windows, the blend weights); each method calls its own pair directly.
+# name -> (windows(num_frames, window, overlap), blend weights); each method calls its own pair directly.
 WINDOW_SCHEDULES = {
     "overlapping": (overlapping_windows, ramp_weights),
     "uniform": (uniform_windows, equal_weights),

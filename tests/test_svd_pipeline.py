@@ -9,7 +9,7 @@ import torch
 from comfyui_animate_suite.core.context import RunContext
 from comfyui_animate_suite.core.errors import InputError
 from comfyui_animate_suite.core.frame_windows import overlapping_windows
-from comfyui_animate_suite.pipelines.svd import loading, pipeline, samplers
+from comfyui_animate_suite.pipelines.svd import loading, pipeline, samplers, stages
 from comfyui_animate_suite.pipelines.svd.pipeline import SVDSettings
 from svd_support import HEIGHT, WIDTH, as_image, photo, tiny_svd_files
 
@@ -285,3 +285,13 @@ def test_bad_settings_name_the_input(parts, changes, input_name):
     with pytest.raises(InputError) as error:
         pipeline.generate(parts, as_image(photo()), _quick(**changes))
     assert error.value.input_name == input_name
+
+
+@pytest.mark.parametrize("size", [(80, 80), (64, 48), (512, 384), (576, 1024), (300, 200)])
+def test_clip_resize_equals_the_one_diffusers_pipelines_use(size):
+    """StableAnimator's reference resizes with diffusers' helper; the shared stage gives the same bits."""
+    helpers = pytest.importorskip("diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion")
+    if not hasattr(helpers, "_resize_with_antialiasing"):
+        pytest.skip("this diffusers has no _resize_with_antialiasing")
+    pixels = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(sum(size))) * 2 - 1
+    assert torch.equal(stages.resize_antialiased(pixels, (224, 224)), helpers._resize_with_antialiasing(pixels, (224, 224)))

@@ -215,7 +215,7 @@ def denoise(models: AnimateAnyoneModels, noise: torch.Tensor, embeds: torch.Tens
     pose_features = pose_features.repeat(copies, 1, 1, 1, 1)
     latents = noise.to(ctx.device, torch.float32) * scheduler.init_noise_sigma
     frames = latents.shape[2]
-    windows = uniform_windows(frames, settings.context_frames, settings.context_stride, settings.context_overlap)
+    windows = uniform_windows(frames, settings.context_frames, settings.context_overlap, settings.context_stride)
     total = len(scheduler.timesteps) * len(windows)
     memory = window_memory(copies * len(windows[0]), settings.width, settings.height, ctx.dtype)
     with reading_reference(unet, features, guided):
