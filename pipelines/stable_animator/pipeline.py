@@ -4,7 +4,11 @@ Follows ``InferenceAnimationPipeline`` (and, with face optimisation, ``Inference
 of Francis-Rings/StableAnimator, with these differences, all on inputs where the reference fails:
 - guidance exactly 1.0 on every frame runs the conditional pass only (the reference crashes);
 - a clip shorter than ``tile_size`` is one tile (the reference raises);
-- frames whose face mask is empty are left out of the face loss (the reference stops).
+- frames whose face mask is empty are left out of the face loss (the reference stops);
+- decoding halves ``decode_chunk_size`` after a GPU out-of-memory (the reference stops).
+
+The SVD stages (CLIP and VAE encoding, time ids, guidance, the v-prediction Euler step, decoding) are
+SVD's own (``pipelines/svd/stages.py``).
 
 Inputs are ComfyUI-style tensors: IMAGE ``[N, H, W, 3]`` in 0..1 and MASK ``[N, H, W]``.
 - ``reference``: the person, any size. Its CLIP embedding is taken from it as it is; the VAE latent
