@@ -151,7 +151,7 @@ def _random_sd15_models(device, dtype):
 def run_worker(args) -> dict:
     import torch
 
-    from comfyui_animate_suite.pipelines.animate_anyone.context_windows import uniform_windows
+    from comfyui_animate_suite.core.frame_windows import uniform_windows
     from comfyui_animate_suite.pipelines.animate_anyone.loading import AnimateAnyoneFiles, load_models
     from comfyui_animate_suite.pipelines.animate_anyone.pipeline import AnimateAnyoneSettings, animate
     from comfyui_animate_suite.core.context import RunContext
@@ -170,7 +170,7 @@ def run_worker(args) -> dict:
         poses = torch.rand(args.frames, args.height, args.width, 3, generator=generator)
     settings = AnimateAnyoneSettings(width=args.width, height=args.height, steps=args.steps, guidance=args.guidance,
                                      seed=1, context_frames=args.context_frames, context_overlap=args.context_overlap)
-    windows = len(uniform_windows(args.frames, args.context_frames, 1, args.context_overlap))
+    windows = len(uniform_windows(args.frames, args.context_frames, args.context_overlap))
     _install_variant(args.worker, models, windows, args.guidance > 1.0)
 
     step_ends = []

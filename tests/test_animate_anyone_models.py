@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from comfyui_animate_suite.pipelines.animate_anyone import reference_attention
-from comfyui_animate_suite.pipelines.animate_anyone.context_windows import uniform_windows
 from comfyui_animate_suite.pipelines.animate_anyone.loading import AnimateAnyoneConfig, released_role
 from comfyui_animate_suite.pipelines.motion_module import MotionModule, MotionSettings
 from tiny_models import animate_anyone as tiny
@@ -171,17 +170,3 @@ def test_reader_processors_are_removed_after_an_error():
             assert all(isinstance(l.processor, reference_attention.ReferenceReader) for l in layers.values())
             raise RuntimeError("interrupted")
     assert not any(isinstance(l.processor, reference_attention.ReferenceReader) for l in layers.values())
-
-
-def test_uniform_windows_follow_the_reference_schedule():
-    windows = uniform_windows(64, 24, stride=1, overlap=4)
-    assert windows == [list(range(0, 24)), list(range(20, 44)), list(range(40, 64)),
-                       list(range(60, 64)) + list(range(0, 20))]
-    assert uniform_windows(24, 24) == [list(range(24))]
-    assert uniform_windows(7, 8) == [list(range(7))]
-    assert uniform_windows(7, 4, overlap=1) == [[0, 1, 2, 3], [3, 4, 5, 6], [6, 0, 1, 2]]
-    assert uniform_windows(7, 4, overlap=1, closed_loop=False) == [[0, 1, 2, 3], [3, 4, 5, 6]]
-    strided = uniform_windows(40, 16, stride=4, overlap=0)  # levels capped at ceil(log2(40/16)) + 1 = 3
-    assert [w[1] - w[0] for w in strided] == [1] * 3 + [2] * 2 + [4]
-    with pytest.raises(ValueError):
-        uniform_windows(30, 8, overlap=8)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from comfyui_animate_suite.core import checkpoints
-from comfyui_animate_suite.core.errors import CheckpointMismatchError, InputError
-from comfyui_animate_suite.pipelines.stable_animator import loading, models_face, models_pose, models_unet, sampling
+from comfyui_animate_suite.core.errors import CheckpointMismatchError
+from comfyui_animate_suite.pipelines.stable_animator import loading, models_face, models_pose, models_unet
 from tiny_models import stable_animator as tiny
 
 
@@ -123,25 +123,6 @@ def test_processors_are_installed_where_the_reference_installs_them():
             assert kind == ("CLIPTokenAttnProcessor" if "attn2" in name else "AttnProcessor2_0"), name
         else:
             assert kind == ("IDCrossAttnProcessor" if "attn2" in name else "AttnProcessor2_0"), name
-
-
-def test_tiles_cover_every_frame_with_frame_zero_in_each():
-    for frames, size, overlap in ((7, 4, 2), (40, 16, 4), (17, 16, 1), (30, 8, 7)):
-        tiles = sampling.frame_tiles(frames, size, overlap)
-        assert all(tile[0] == 0 and len(tile) == size for tile in tiles)
-        assert set().union(*tiles) == set(range(frames))
-        assert tiles[-1][-1] == frames - 1
-    assert sampling.frame_tiles(40, 16, 4)[:3] == [[0, *range(1, 16)], [0, *range(13, 28)], [0, *range(25, 40)]]
-    assert sampling.frame_tiles(5, 16, 4) == [[0, 1, 2, 3, 4]]  # short clip: one tile
-    with pytest.raises(InputError, match="tile_overlap"):
-        sampling.frame_tiles(20, 8, 0)
-    with pytest.raises(InputError, match="tile_overlap"):
-        sampling.frame_tiles(20, 8, 8)
-
-
-def test_tile_weights_are_triangular():
-    assert torch.allclose(sampling.tile_weights(4), torch.tensor([0.25, 0.75, 0.75, 0.25]))
-    assert torch.allclose(sampling.tile_weights(16)[[0, 7, 8, 15]], torch.tensor([0.0625, 0.9375, 0.9375, 0.0625]))
 
 
 def test_iresnet_block_counts_are_read_from_the_keys():

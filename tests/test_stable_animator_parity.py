@@ -91,7 +91,7 @@ def test_every_case_of_the_manifest_is_covered(manifest):
 def test_scheduler_and_tiles_match_the_manifest(models, manifest):
     from diffusers import EulerDiscreteScheduler
 
-    from comfyui_animate_suite.pipelines.stable_animator import sampling
+    from comfyui_animate_suite.core.frame_windows import frame_tiles, tile_length
 
     for name, case in _cases(manifest).items():
         scheduler = EulerDiscreteScheduler.from_config(models.scheduler_config)
@@ -101,8 +101,8 @@ def test_scheduler_and_tiles_match_the_manifest(models, manifest):
             assert torch.allclose(scheduler.timesteps, torch.tensor(case["timesteps"]), atol=1e-6), name
             assert float(scheduler.init_noise_sigma) == pytest.approx(case["init_noise_sigma"], rel=1e-7)
         if "tiles" in case:
-            tile = sampling.tile_length(case["tile_size"], manifest["num_frames"])
-            assert sampling.frame_tiles(manifest["num_frames"], tile, case["tile_overlap"]) == case["tiles"], name
+            tile = tile_length(case["tile_size"], manifest["num_frames"])
+            assert frame_tiles(manifest["num_frames"], tile, case["tile_overlap"]) == case["tiles"], name
 
 
 @pytest.mark.parametrize("name", ["single_tile", "tiles", "guidance_ramp", "hjb"])

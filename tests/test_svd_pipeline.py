@@ -8,7 +8,8 @@ import torch
 
 from comfyui_animate_suite.core.context import RunContext
 from comfyui_animate_suite.core.errors import InputError
-from comfyui_animate_suite.pipelines.svd import loading, pipeline, samplers
+from comfyui_animate_suite.core.frame_windows import overlapping_windows
+from comfyui_animate_suite.pipelines.svd import loading, pipeline, samplers, stages
 from comfyui_animate_suite.pipelines.svd.pipeline import SVDSettings
 from svd_support import HEIGHT, WIDTH, as_image, photo, tiny_svd_files
 
@@ -178,22 +179,11 @@ def test_guidance_runs_an_unconditional_pass_only_when_needed(parts, monkeypatch
     assert [c["shape"][0] for c in spy.calls] == [1]
 
 
-def test_context_windows_cover_every_frame_with_overlap():
-    windows = pipeline.context_windows(23, 8, 3)
-    assert windows[0][0] == 0 and windows[-1][1] == 23
-    assert all(end - start == 8 for start, end in windows)
-    assert all(b[0] <= a[1] - 3 for a, b in zip(windows, windows[1:]))
-    assert pipeline.context_windows(6, 8, 3) == [(0, 6)]
-    weights = pipeline._window_weights(5, 13, 23, 3)
-    assert weights[0] < weights[1] < weights[3] == 1 and weights[-1] < 1
-    assert pipeline._window_weights(0, 8, 23, 3)[0] == 1 and pipeline._window_weights(15, 23, 23, 3)[-1] == 1
-
-
 def test_long_clips_are_sampled_in_native_length_windows(parts, monkeypatch):
     spy = _UNetSpy(parts.unet, monkeypatch)
     frames = pipeline.generate(parts, as_image(photo()), _quick(num_frames=7, context_overlap=2, max_guidance=1.0))
     assert frames.shape[0] == 7 and torch.isfinite(frames).all()
-    windows = pipeline.context_windows(7, parts.num_frames, 2)
+    windows = overlapping_windows(7, parts.num_frames, 2)
     assert len(windows) == 3 and len(spy.calls) == len(windows)
     assert all(call["shape"][1] == parts.num_frames for call in spy.calls)
 
@@ -295,3 +285,13 @@ def test_bad_settings_name_the_input(parts, changes, input_name):
     with pytest.raises(InputError) as error:
         pipeline.generate(parts, as_image(photo()), _quick(**changes))
     assert error.value.input_name == input_name
+
+
+@pytest.mark.parametrize("size", [(80, 80), (64, 48), (512, 384), (576, 1024), (300, 200)])
+def test_clip_resize_equals_the_one_diffusers_pipelines_use(size):
+    """StableAnimator's reference resizes with diffusers' helper; the shared stage gives the same bits."""
+    helpers = pytest.importorskip("diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion")
+    if not hasattr(helpers, "_resize_with_antialiasing"):
+        pytest.skip("this diffusers has no _resize_with_antialiasing")
+    pixels = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(sum(size))) * 2 - 1
+    assert torch.equal(stages.resize_antialiased(pixels, (224, 224)), helpers._resize_with_antialiasing(pixels, (224, 224)))

@@ -6,7 +6,8 @@ Follows Moore-AnimateAnyone's ``Pose2VideoPipeline`` (``pipeline_pose2vid_long.p
 2. Reference latents: the reference resized to width x height (Lanczos), VAE mean x 0.18215.
 3. ReferenceNet, once per job (timestep 0): the self-attention inputs of its transformer blocks.
 4. PoseGuider features of every pose frame resized to width x height (Lanczos, 0..1), once per job.
-5. DDIM (v-prediction, zero-SNR, trailing) over context windows (``context_windows.py``); per window
+5. DDIM (v-prediction, zero-SNR, trailing) over context windows (the "uniform" schedule of
+   ``core/frame_windows.py``); per window
    the unconditional and conditional halves run as one batch; overlapping predictions are averaged.
    Without guidance (guidance <= 1) the reference sums overlapping predictions instead of averaging
    them; that is kept so results match it (use overlap 0 or guidance > 1 to avoid it).
@@ -27,8 +28,9 @@ import torch
 
 from ...core.context import RunContext
 from ...core.errors import InputError
+from ...core.frame_windows import uniform_windows
 from ...core.images import check_image_batch, to_uint8
-from .context_windows import uniform_windows
+from ...core.latent_preview import latent_preview
 from .loading import AnimateAnyoneModels
 from .reference_attention import reading_reference, record_reference_features
 from .settings import FITS, AnimateAnyoneSettings
@@ -39,8 +41,6 @@ CLIP_SIZE = 224
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 POSE_BATCH = 8
-# Linear map from SD1.5 latents to RGB for step previews (as ComfyUI's Latent2RGB previewer).
-LATENT_RGB = ((0.3512, 0.2297, 0.3227), (0.3250, 0.4974, 0.2350), (-0.2829, 0.1762, 0.2721), (-0.2120, -0.2616, -0.7177))
 
 
 @dataclass
@@ -176,15 +176,6 @@ def window_memory(frames: int, width: int, height: int, dtype: torch.dtype) -> i
     return int(area * bytes_per_value * 0.01 * 1024 * 1024)
 
 
-def latent_preview(latents: torch.Tensor):
-    """First frame of ``(1, 4, F, h, w)`` latents as a small RGB PIL image."""
-    from PIL import Image
-
-    factors = torch.tensor(LATENT_RGB, dtype=torch.float32)
-    rgb = latents[0, :, 0].float().cpu().permute(1, 2, 0) @ factors
-    return Image.fromarray(((rgb + 1.0) / 2.0).clamp(0, 1).mul(255).round().byte().numpy())
-
-
 # ----------------------------------------------------------------------------- stages
 
 
@@ -224,7 +215,7 @@ def denoise(models: AnimateAnyoneModels, noise: torch.Tensor, embeds: torch.Tens
     pose_features = pose_features.repeat(copies, 1, 1, 1, 1)
     latents = noise.to(ctx.device, torch.float32) * scheduler.init_noise_sigma
     frames = latents.shape[2]
-    windows = uniform_windows(frames, settings.context_frames, settings.context_stride, settings.context_overlap)
+    windows = uniform_windows(frames, settings.context_frames, settings.context_overlap, settings.context_stride)
     total = len(scheduler.timesteps) * len(windows)
     memory = window_memory(copies * len(windows[0]), settings.width, settings.height, ctx.dtype)
     with reading_reference(unet, features, guided):
@@ -245,7 +236,7 @@ def denoise(models: AnimateAnyoneModels, noise: torch.Tensor, embeds: torch.Tens
                 prediction = uncond + settings.guidance * (cond - uncond)
             result = scheduler.step(prediction, t, latents)
             latents = result.prev_sample
-            ctx.report((step + 1) * len(windows), total, lambda: latent_preview(result.pred_original_sample))
+            ctx.report((step + 1) * len(windows), total, lambda: latent_preview(result.pred_original_sample, frame_dim=2))
     return latents
 
 

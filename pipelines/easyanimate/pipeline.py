@@ -19,6 +19,7 @@ import torch
 from ...core.context import RunContext
 from ...core.errors import InputError
 from ...core.images import round_to_multiple
+from ...core.latent_preview import latent_preview
 from . import schedulers
 from .loading import EasyAnimateV1, EasyAnimateV51
 
@@ -88,17 +89,6 @@ def step_kwargs(scheduler, generator: torch.Generator) -> dict:
     if "generator" in parameters:
         kwargs["generator"] = generator
     return kwargs
-
-
-def latent_preview(latents: torch.Tensor):
-    """A rough false-colour preview of the middle frame's first three latent channels."""
-    from PIL import Image
-
-    frame = latents[0, :3, latents.shape[2] // 2].float()
-    low = frame.amin(dim=(1, 2), keepdim=True)
-    high = frame.amax(dim=(1, 2), keepdim=True)
-    rgb = ((frame - low) / (high - low + 1e-6) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(rgb)
 
 
 def classifier_free_guidance(prediction: torch.Tensor, guidance: float) -> torch.Tensor:
@@ -182,7 +172,7 @@ def sample_v1(model: EasyAnimateV1, scheduler, latents: torch.Tensor, context: t
         if model.transformer.config.learned_sigma:
             prediction = prediction.chunk(2, dim=1)[0]
         latents = scheduler.step(prediction, t, latents, **extra, return_dict=False)[0]
-        ctx.report(index + 1, len(timesteps), lambda: latent_preview(latents))
+        ctx.report(index + 1, len(timesteps), lambda: latent_preview(latents, frame_dim=2, latent_format="normalized"))
     return latents
 
 
@@ -279,5 +269,5 @@ def sample_v51(model: EasyAnimateV51, scheduler, latents: torch.Tensor, context:
         if guided:
             prediction = classifier_free_guidance(prediction, request.guidance)
         latents = scheduler.step(prediction, t, latents, **extra, return_dict=False)[0]
-        ctx.report(index + 1, len(timesteps), lambda: latent_preview(latents))
+        ctx.report(index + 1, len(timesteps), lambda: latent_preview(latents, frame_dim=2, latent_format="normalized"))
     return latents

@@ -4,7 +4,11 @@ Follows ``InferenceAnimationPipeline`` (and, with face optimisation, ``Inference
 of Francis-Rings/StableAnimator, with these differences, all on inputs where the reference fails:
 - guidance exactly 1.0 on every frame runs the conditional pass only (the reference crashes);
 - a clip shorter than ``tile_size`` is one tile (the reference raises);
-- frames whose face mask is empty are left out of the face loss (the reference stops).
+- frames whose face mask is empty are left out of the face loss (the reference stops);
+- decoding halves ``decode_chunk_size`` after a GPU out-of-memory (the reference stops).
+
+The SVD stages (CLIP and VAE encoding, time ids, guidance, the v-prediction Euler step, decoding) are
+SVD's own (``pipelines/svd/stages.py``).
 
 Inputs are ComfyUI-style tensors: IMAGE ``[N, H, W, 3]`` in 0..1 and MASK ``[N, H, W]``.
 - ``reference``: the person, any size. Its CLIP embedding is taken from it as it is; the VAE latent
@@ -27,7 +31,10 @@ import torch
 from ...core import images as image_ops
 from ...core.context import RunContext
 from ...core.errors import InputError
-from . import hjb, sampling
+from ...core.frame_windows import frame_tiles, tile_length, tile_weights
+from ...core.latent_preview import latent_preview
+from ..svd import stages
+from . import hjb
 from .hjb import FaceOptimization
 from .loading import StableAnimatorModels
 
@@ -35,11 +42,7 @@ log = logging.getLogger("animate_suite.stable_animator")
 
 SIZE_MULTIPLE = 64
 LATENT_SCALE = 8
-CLIP_SIZE = (224, 224)
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-# Linear map from SD-VAE latents to RGB, for cheap step previews (the factors ComfyUI uses for SD1.x/SVD).
-LATENT_RGB = ((0.3512, 0.2297, 0.3227), (0.3250, 0.4974, 0.2350), (-0.2829, 0.1762, 0.2721), (-0.2120, -0.2616, -0.7177))
+CLIP_SIZE = 224  # the reference resizes to 224 whatever the encoder's configured size
 
 
 @dataclass
@@ -183,49 +186,14 @@ def _mask_batch(mask, input_name: str) -> torch.Tensor:
 # ----------------------------------------------------------------------------- conditioning
 
 
-def _clip_embedding(image_encoder, reference: torch.Tensor, ctx: RunContext) -> torch.Tensor:
-    """CLIP image embedding [1, 1, D] of the reference: antialiased resize to 224 in [-1, 1], CLIP normalisation."""
-    from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import _resize_with_antialiasing
-
-    image = _resize_with_antialiasing(reference * 2.0 - 1.0, CLIP_SIZE)
-    image = (image + 1.0) / 2.0
-    image = (image - torch.tensor(CLIP_MEAN)[:, None, None]) / torch.tensor(CLIP_STD)[:, None, None]
-    return image_encoder(image.to(ctx.device, ctx.dtype)).image_embeds.unsqueeze(1)
-
-
 def _encoder_states(models: StableAnimatorModels, reference, face_embedding, ctx: RunContext):
     """(uncond, cond) encoder hidden states [1, 1 + 4, D]: CLIP token then face tokens; uncond is zeros."""
     ctx.stage(models.image_encoder, models.face_encoder)
-    clip = _clip_embedding(models.image_encoder, reference, ctx)
+    clip = stages.clip_image_embedding(models.image_encoder, reference * 2.0 - 1.0, CLIP_SIZE, stages.CLIP_MEAN,
+                                       stages.CLIP_STD, ctx, ctx.dtype)
     face_tokens = models.face_encoder(face_embedding.to(ctx.device, clip.dtype), clip)
     cond = torch.cat([clip, face_tokens], dim=1)
     return torch.zeros_like(cond), cond
-
-
-def _image_latents(vae, reference_at_size, noise, noise_aug_strength, ctx: RunContext) -> torch.Tensor:
-    """Unscaled VAE latent [1, 4, h, w] of the noise-augmented reference (SVD convention: the mode)."""
-    ctx.stage(vae)
-    image = reference_at_size * 2.0 - 1.0
-    image = image + noise_aug_strength * noise
-    vae_dtype = next(vae.parameters()).dtype
-    return vae.encode(image.to(ctx.device, vae_dtype)).latent_dist.mode().to(ctx.dtype)
-
-
-def _latent_preview(x0: torch.Tensor):
-    from PIL import Image
-
-    rgb = torch.einsum("chw,cr->hwr", x0[0, 0].float().cpu(), torch.tensor(LATENT_RGB))
-    return Image.fromarray(((rgb + 1) / 2).clamp(0, 1).mul(255).byte().numpy())
-
-
-def _unet_memory(frames: int, latent_hw, dtype) -> int:
-    # ComfyUI's own activation estimate for SVD's UNet (model_base.memory_required, factor 2).
-    return int(frames * latent_hw[0] * latent_hw[1] * torch.finfo(dtype).bits // 8 * 0.01 * 2.0 * 1024 * 1024)
-
-
-def _decode_memory(frames: int, latent_hw, with_grad: bool = False) -> int:
-    # ComfyUI's per-frame estimate for decoding SD-VAE latents in float32; backward roughly triples it.
-    return int(frames * 2178 * latent_hw[0] * latent_hw[1] * 64 * 4 * (3 if with_grad else 1))
 
 
 # ----------------------------------------------------------------------------- the pipeline
@@ -238,7 +206,7 @@ def draw_noise(settings: AnimationSettings, num_frames: int) -> tuple[torch.Tens
     video on every device.
     """
     generator = torch.Generator("cpu").manual_seed(settings.seed)
-    tile = sampling.tile_length(settings.tile_size, num_frames)
+    tile = tile_length(settings.tile_size, num_frames)
     latent_hw = (settings.height // LATENT_SCALE, settings.width // LATENT_SCALE)
     noise_aug = torch.randn((1, 3, settings.height, settings.width), generator=generator)
     noise = torch.randn((1, tile, 4, *latent_hw), generator=generator)
@@ -265,7 +233,7 @@ def animate(models: StableAnimatorModels, inputs: AnimationInputs, settings: Ani
     _check_settings(settings)
     reference, reference_at_size, poses, pose_canvas_hw = _prepare_frames(inputs, settings, warnings)
     num_frames = poses.shape[0]
-    tiles = sampling.frame_tiles(num_frames, sampling.tile_length(settings.tile_size, num_frames), settings.tile_overlap)
+    tiles = frame_tiles(num_frames, tile_length(settings.tile_size, num_frames), settings.tile_overlap)
     face_embedding, has_face = _face_embedding(inputs.face_embedding, warnings)
     boxes = _face_boxes(models, inputs, settings, face_optimization, has_face,
                         tuple(reference.shape[-2:]), pose_canvas_hw, num_frames, warnings)
@@ -273,7 +241,8 @@ def animate(models: StableAnimatorModels, inputs: AnimationInputs, settings: Ani
 
     with torch.no_grad():
         states = _encoder_states(models, reference, face_embedding, ctx)
-        image_latents = _image_latents(models.vae, reference_at_size, noise_aug, settings.noise_aug_strength, ctx)
+        image_latents = stages.encode_noised_image(models.vae, reference_at_size * 2.0 - 1.0, noise_aug,
+                                                   settings.noise_aug_strength, ctx).to(ctx.dtype)
         face_loss = None
         if boxes is not None:
             ctx.stage(models.face_embedder)
@@ -299,25 +268,24 @@ def _denoise(models, poses, image_latents, states, noise, tiles, settings, face_
     num_frames = poses.shape[0]
     uncond_states, cond_states = states
     image_latents = image_latents.unsqueeze(1).repeat(1, num_frames, 1, 1, 1)
-    time_ids = torch.tensor([[settings.fps - 1, settings.motion_bucket_id, settings.noise_aug_strength]],
-                            dtype=ctx.dtype, device=ctx.device)
+    time_ids = stages.time_ids(settings.fps, settings.motion_bucket_id, settings.noise_aug_strength, ctx.dtype, ctx.device)
     scheduler = EulerDiscreteScheduler.from_config(models.scheduler_config)
     scheduler.set_timesteps(settings.steps, device=ctx.device)
     sigmas = scheduler.sigmas
     latents = noise.to(ctx.device, ctx.dtype) * scheduler.init_noise_sigma
     latents = latents.repeat(1, num_frames // noise.shape[1] + 1, 1, 1, 1)[:, :num_frames]
-    guidance = sampling.frame_guidance(settings.min_guidance_scale, settings.max_guidance_scale, num_frames)
-    guidance = guidance.to(ctx.device, latents.dtype)
-    with_uncond = sampling.needs_unconditional(guidance)
+    guidance = stages.frame_guidance(settings.min_guidance_scale, settings.max_guidance_scale, num_frames)
+    guidance = guidance.to(ctx.device, latents.dtype).view(1, -1, 1, 1, 1)
+    with_uncond = bool((guidance != 1.0).any())  # exactly 1 everywhere is the conditional prediction alone
     poses = (poses * 2.0 - 1.0).to(ctx.device, ctx.dtype)
-    weights = sampling.tile_weights(len(tiles[0]), ctx.device)[:, None, None, None]
-    unet_memory = _unet_memory(len(tiles[0]), latents.shape[-2:], ctx.dtype)
+    weights = tile_weights(len(tiles[0]), ctx.device)[:, None, None, None]
+    unet_memory = stages.unet_memory(len(tiles[0]), latents.shape[-2:], ctx.dtype)
     refined_steps = 0
 
     for i, t in enumerate(scheduler.timesteps):
         ctx.stage(models.unet, models.pose_net, memory_required=unet_memory)
         sigma = sigmas[i]
-        scaled = sampling.scale_model_input(latents, sigma)
+        scaled = stages.scale_model_input(latents, sigma)
         cond_input = torch.cat([scaled, image_latents], dim=2)
         uncond_input = torch.cat([scaled, torch.zeros_like(image_latents)], dim=2)
         cond_sum, uncond_sum = torch.zeros_like(latents), torch.zeros_like(latents)
@@ -335,10 +303,10 @@ def _denoise(models, poses, image_latents, states, noise, tiles, settings, face_
         noise_pred = cond_sum.div_(weight_sum[:, None, None, None])
         if with_uncond:
             uncond_pred = uncond_sum.div_(weight_sum[:, None, None, None])
-            noise_pred = uncond_pred + guidance * (noise_pred - uncond_pred)
+            noise_pred = stages.guided(uncond_pred, noise_pred, guidance)
 
         sample = latents.to(torch.float32)
-        x0 = sampling.v_prediction_x0(noise_pred, sample, sigma)
+        x0 = stages.v_prediction_x0(noise_pred, sample, sigma)
         if face_optimization.refines(i):
             refined = _refine(models, x0, face_loss, face_optimization.step_learning_rate(i, settings.steps),
                               face_optimization.iterations, settings.decode_chunk_size, ctx, progress)
@@ -349,14 +317,16 @@ def _denoise(models, poses, image_latents, states, noise, tiles, settings, face_
                 face_optimization = FaceOptimization(enabled=False)
             else:
                 x0, refined_steps = refined, refined_steps + 1
-        latents = sampling.euler_step(sample, x0, sigma, sigmas[i + 1]).to(noise_pred.dtype)
-        ctx.report(progress.done, progress.total, lambda: _latent_preview(x0))
+        latents = stages.euler_step(sample, x0, sigma, sigmas[i + 1]).to(noise_pred.dtype)
+        ctx.report(progress.done, progress.total, lambda: latent_preview(x0, frame_dim=1))
     return latents, refined_steps
 
 
 def _refine(models, x0, face_loss, learning_rate, iterations, chunk_size, ctx: RunContext, progress: _Progress):
     """HJB: the predicted x0 optimised against the face loss (float32, gradients on); None if out of GPU memory."""
-    ctx.stage(models.vae, models.face_embedder, memory_required=_decode_memory(chunk_size, x0.shape[-2:], with_grad=True))
+    # float32 decoding of a chunk; the backward pass roughly triples it
+    memory = 3 * stages.vae_memory((x0.shape[-2] * LATENT_SCALE, x0.shape[-1] * LATENT_SCALE), chunk_size, torch.float32)
+    ctx.stage(models.vae, models.face_embedder, memory_required=memory)
 
     def on_iteration(iteration, loss_value):
         log.debug("StableAnimator face optimisation: iteration %d, face loss %.5f", iteration, loss_value)
@@ -376,14 +346,14 @@ def _refine(models, x0, face_loss, learning_rate, iterations, chunk_size, ctx: R
 
 def _decode(vae, latents, chunk_size, ctx: RunContext, progress: _Progress) -> torch.Tensor:
     """Latents [1, F, 4, h, w] -> IMAGE [F, H, W, 3]; the decoder mixes frames within a chunk."""
-    ctx.stage(vae, memory_required=_decode_memory(chunk_size, latents.shape[-2:]))
-    vae_dtype = next(vae.parameters()).dtype
-    latents = latents.flatten(0, 1).to(vae_dtype) * (1 / vae.config.scaling_factor)
-    frames = []
-    for start in range(0, latents.shape[0], chunk_size):
-        ctx.check_interrupt()
-        chunk = latents[start:start + chunk_size]
-        frames.append(vae.decode(chunk, num_frames=chunk.shape[0]).sample.float().cpu())
+    # Unscaled as the reference does: cast to the VAE's dtype, then times 1 / scaling factor.
+    unscaled = latents.flatten(0, 1).to(stages.module_dtype(vae)) * (1 / vae.config.scaling_factor)
+    start, planned = progress.done, -(-unscaled.shape[0] // chunk_size)
+
+    def report(done: int, total: int) -> None:
+        nonlocal planned
+        progress.total += total - planned  # more chunks after an out-of-memory halved them
+        planned, progress.done = total, start + done - 1
         progress.advance()
-    frames = (torch.cat(frames) / 2 + 0.5).clamp(0, 1)
-    return frames.permute(0, 2, 3, 1).contiguous()
+
+    return stages.decode_frames(vae, unscaled, chunk_size, ctx, report)

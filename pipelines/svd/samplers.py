@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ...core.errors import InputError
+from .stages import euler_step
 
 SAMPLERS = ("euler", "euler_ancestral", "dpmpp_2m")
 
@@ -48,8 +49,7 @@ def _euler(denoise, x, sigmas, generator, callback):
     for i in range(len(sigmas) - 1):
         sigma = sigmas[i]
         denoised = denoise(x, sigma)
-        derivative = (x - denoised) / sigma
-        x = x + derivative * (sigmas[i + 1] - sigma)
+        x = euler_step(x, denoised, sigma, sigmas[i + 1])
         callback(i, x, denoised)
     return x
 
@@ -60,7 +60,7 @@ def _euler_ancestral(denoise, x, sigmas, generator, callback):
         denoised = denoise(x, sigma)
         sigma_up = torch.minimum(sigma_next, (sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2) ** 0.5)
         sigma_down = (sigma_next**2 - sigma_up**2) ** 0.5
-        x = x + (x - denoised) / sigma * (sigma_down - sigma)
+        x = euler_step(x, denoised, sigma, sigma_down)
         if sigma_next > 0:
             noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device)
             x = x + noise * sigma_up
