@@ -26,9 +26,13 @@ from torch import nn
 
 from ...core.errors import InputError
 from ..training import datasets, lora, losses, selection
+from ..training.lora import LoRATargets
 from ..training.tasks import (VAE_FACTOR, StepContext, ValidationRequest, ValidationSampler, encode_frames,
                               per_sample_normal, per_sample_timesteps, sample_generators, unwrap_output)
+from .lora import TEXT_ENCODER_PREFIX, TRANSFORMER_PREFIX, kohya_name
 from .models import is_motion_module_key
+
+T5_CONTAINERS = ("T5LayerSelfAttention", "T5LayerFF")
 
 
 @dataclass
@@ -54,6 +58,19 @@ class EasyAnimateTrainingNet(nn.Module):
         output = self.transformer(noisy_latents, timestep=timesteps, encoder_hidden_states=encoder_hidden_states,
                                   encoder_attention_mask=attention_mask)
         return unwrap_output(output)
+
+
+def transformer_lora_targets(include_motion_module: bool = True) -> LoRATargets:
+    """As ``easyanimate/utils/lora_utils.py::LoRANetwork``: the transformer itself is the container, every Linear
+    gets an adapter, the motion module (``attn_temporal``) included unless excluded (``train_t2v_lora.py``
+    includes it); names ``lora_unet__transformer_blocks_0_attn1_to_q``."""
+    return LoRATargets(TRANSFORMER_PREFIX, kohya_name, None, () if include_motion_module else ("attn_temporal",))
+
+
+def text_encoder_lora_targets() -> LoRATargets:
+    """T5's ``T5LayerSelfAttention`` and ``T5LayerFF`` layers are the containers; names
+    ``lora_te_encoder_block_0_layer_0_SelfAttention_q``."""
+    return LoRATargets(TEXT_ENCODER_PREFIX, kohya_name, T5_CONTAINERS)
 
 
 def check_sizes(data, grid_multiple: int) -> None:
@@ -88,10 +105,10 @@ class EasyAnimateTask:
         self.train_text_encoder = train_text_encoder = self.mode == "lora" and config.lora.train_text_encoder
         if self.mode == "lora":
             self.networks.append(lora.inject_lora(
-                models.transformer, lora.easyanimate_transformer_targets(config.lora.include_motion_module),
+                models.transformer, transformer_lora_targets(config.lora.include_motion_module),
                 config.lora.rank, config.lora.alpha))
             if train_text_encoder:
-                self.networks.append(lora.inject_lora(models.text_encoder, lora.t5_text_encoder_targets(),
+                self.networks.append(lora.inject_lora(models.text_encoder, text_encoder_lora_targets(),
                                                       config.lora.rank, config.lora.alpha))
             self.rule = selection.lora_adapters
         else:
