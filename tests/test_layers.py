@@ -1,6 +1,7 @@
 """The pack's layers: core -> pose / svg / tools -> pipelines -> nodes. A module may import its own layer and the
 ones below it, never one above (lazy imports inside functions included). ComfyUI itself is reached only
-through nodes/comfy_bridge.py (tests/test_pack_loading.py)."""
+through nodes/comfy_bridge.py (tests/test_pack_loading.py). Inside pipelines/, the trainer (pipelines/training)
+imports no method package: each method's training task sits beside its method and imports the trainer."""
 
 import ast
 from pathlib import Path
