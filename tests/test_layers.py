@@ -1,6 +1,7 @@
 """The pack's layers: core -> pose / svg / tools -> pipelines -> nodes. A module may import its own layer and the
 ones below it, never one above (lazy imports inside functions included). ComfyUI itself is reached only
-through nodes/comfy_bridge.py (tests/test_pack_loading.py)."""
+through nodes/comfy_bridge.py (tests/test_pack_loading.py). Inside pipelines/, the trainer (pipelines/training)
+imports no method package: each method's training task sits beside its method and imports the trainer."""
 
 import ast
 from pathlib import Path
@@ -9,23 +10,30 @@ REPO = Path(__file__).resolve().parents[1]
 LAYERS = {"core": 0, "pose": 1, "svg": 1, "tools": 1, "pipelines": 2, "nodes": 3}
 
 
-def _imported_pack_folders(path: Path):
-    """(line, top folder) of every pack module ``path`` imports, relative or absolute."""
-    package = list(path.relative_to(REPO).parts[:-1])
-    for node in ast.walk(ast.parse(path.read_text())):
+def _imported_pack_modules(package: list, source: str):
+    """(line, module path as a list of names from the pack root) of every pack module ``source`` imports,
+    relative or absolute; ``package`` is the importing module's folder, e.g. ``["pipelines", "training"]``.
+    ``from X import name`` gives ``X`` plus ``name`` (a name may be a module)."""
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom) and node.level:
             base = package[: len(package) - (node.level - 1)]
             target = base + (node.module.split(".") if node.module else [])
-            if not target:  # "from .. import x" at the pack root: x is the folder
-                target = [alias.name for alias in node.names]
-            for folder in {target[0]} if target else set():
-                yield node.lineno, folder
+            for alias in node.names:
+                yield node.lineno, target + [alias.name]
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [f"{node.module}.{a.name}" for a in node.names])
             for name in names:
                 parts = name.split(".")
                 if parts[0] == "comfyui_animate_suite" and len(parts) > 1:
-                    yield node.lineno, parts[1]
+                    yield node.lineno, parts[1:]
+
+
+def _imported_pack_folders(path: Path):
+    """(line, top folder) of every pack module ``path`` imports, relative or absolute."""
+    package = list(path.relative_to(REPO).parts[:-1])
+    for line, module in _imported_pack_modules(package, path.read_text()):
+        yield line, module[0]
 
 
 def test_no_module_imports_a_layer_above_its_own():
@@ -49,16 +57,27 @@ def test_the_layer_check_sees_a_climb():
         fake.unlink()
 
 
+def _method_imports(package: list, source: str) -> list:
+    return [(line, module[1]) for line, module in _imported_pack_modules(package, source)
+            if module[0] == "pipelines" and len(module) > 1 and module[1] != "training"]
+
+
+def test_the_trainer_imports_no_method_package():
+    """``pipelines/training`` names each method's task and model code by dotted path (``tasks.TASKS``,
+    ``tasks.DEFAULT_FACTORIES``); the tasks live beside their methods and import the trainer, not the reverse."""
+    package = ["pipelines", "training"]
+    found = [f"{path.relative_to(REPO)}:{line} imports pipelines.{method}"
+             for path in sorted((REPO / "pipelines" / "training").glob("*.py"))
+             for line, method in _method_imports(package, path.read_text())]
+    assert not found, "\n".join(found)
+    probe = "from ..easyanimate.models import is_motion_module_key\nfrom . import tasks\n"
+    assert _method_imports(package, probe) == [(1, "easyanimate")]
+
+
 def test_shared_pipeline_modules_import_no_method_package():
     """Modules directly in pipelines/ (e.g. the motion module) serve several methods, so they depend on none."""
     methods = {p.name for p in (REPO / "pipelines").iterdir() if (p / "__init__.py").exists()}
-    leaks = []
-    for path in sorted((REPO / "pipelines").glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
-                if node.module.split(".")[0] in methods:
-                    leaks.append(f"{path.relative_to(REPO)}:{node.lineno} imports pipelines.{node.module}")
-            if isinstance(node, ast.ImportFrom) and node.level == 1 and not node.module:
-                leaks += [f"{path.relative_to(REPO)}:{node.lineno} imports pipelines.{a.name}"
-                          for a in node.names if a.name in methods]
-    assert not leaks, "\n".join(leaks)
+    found = [f"{path.relative_to(REPO)}:{line} imports pipelines.{method}"
+             for path in sorted((REPO / "pipelines").glob("*.py"))
+             for line, method in _method_imports(["pipelines"], path.read_text()) if method in methods]
+    assert not found, "\n".join(found)

@@ -12,6 +12,7 @@ import yaml
 from comfyui_animate_suite import cli
 from comfyui_animate_suite.pipelines.animate_anyone import loading, reference_attention
 from comfyui_animate_suite.pipelines.animate_anyone import training as aa_training
+from comfyui_animate_suite.pipelines.animate_anyone.training_task import AnimateAnyoneTask
 from comfyui_animate_suite.pipelines.animate_anyone.loading import AnimateAnyoneConfig, AnimateAnyoneFiles
 from comfyui_animate_suite.pipelines.motion_module import sinusoid_table
 from comfyui_animate_suite.pipelines.animate_anyone.models_unet import fold_frames, unfold_frames
@@ -19,7 +20,7 @@ from comfyui_animate_suite.core.checkpoints import load_state_dict
 from comfyui_animate_suite.core.errors import CheckpointError, InputError
 from comfyui_animate_suite.pipelines.training import checkpointing, selection
 from comfyui_animate_suite.pipelines.training.config import load_config, parse_config
-from comfyui_animate_suite.pipelines.training.tasks import DEFAULT_FACTORIES, build_task, resolve_callable
+from comfyui_animate_suite.pipelines.training.tasks import DEFAULT_FACTORIES, TASKS, build_task, resolve_callable
 from comfyui_animate_suite.pipelines.training.trainer import Trainer
 from tiny_models import animate_anyone as tiny_aa
 from tiny_models import training as tiny
@@ -284,6 +285,7 @@ def test_validation_samples_come_from_the_animate_anyone_pipeline(files, tmp_pat
 def test_shipped_recipes_use_the_wired_factory_and_its_keys():
     factory = resolve_callable(DEFAULT_FACTORIES["animate-anyone"], "model.factory", "")
     assert factory is aa_training.build_training_models
+    assert resolve_callable(TASKS["animate-anyone"], "method", "") is AnimateAnyoneTask
     for stage in (1, 2):
         config = load_config(f"animate_anyone_stage{stage}")
         assert config.model["factory"] == DEFAULT_FACTORIES["animate-anyone"]

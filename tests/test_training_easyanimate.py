@@ -16,13 +16,15 @@ from comfyui_animate_suite.core.checkpoints import load_state_dict
 from comfyui_animate_suite.pipelines.easyanimate import loading
 from comfyui_animate_suite.pipelines.easyanimate import lora as inference_lora
 from comfyui_animate_suite.pipelines.easyanimate import training as easyanimate_training
+from comfyui_animate_suite.pipelines.easyanimate import training_task as ea_task
 from comfyui_animate_suite.pipelines.easyanimate.models import is_motion_module_key
 from comfyui_animate_suite.pipelines.motion_module import sinusoid_table
 from comfyui_animate_suite.core.errors import InputError
 from comfyui_animate_suite.pipelines.training import checkpointing, lora
 from comfyui_animate_suite.pipelines.training.config import load_config, parse_config
 from comfyui_animate_suite.pipelines.training.sampling import SampleKeyDataset
-from comfyui_animate_suite.pipelines.training.tasks import DEFAULT_FACTORIES, StepContext, build_task, resolve_callable
+from comfyui_animate_suite.pipelines.training.tasks import (DEFAULT_FACTORIES, TASKS, StepContext, build_task,
+                                                                resolve_callable)
 from comfyui_animate_suite.pipelines.training.trainer import Trainer
 from tiny_models import easyanimate as tiny_easyanimate
 from tiny_models import training as tiny
@@ -224,6 +226,7 @@ def test_recipe_mistakes_are_named_before_training(files, tmp_path):
 def test_shipped_recipes_use_the_wired_factory_and_its_keys():
     factory = resolve_callable(DEFAULT_FACTORIES["easyanimate"], "model.factory", "")
     assert factory is easyanimate_training.build_training_models
+    assert resolve_callable(TASKS["easyanimate"], "method", "") is ea_task.EasyAnimateTask
     for name in ("easyanimate_lora", "easyanimate_motion_module"):
         config = load_config(name)
         assert config.model["factory"] == DEFAULT_FACTORIES["easyanimate"]
@@ -250,6 +253,6 @@ def test_full_size_files_have_the_released_layout(shared_dir):
     transformer = loading.build_v1_transformer(device="meta")
     exported = {k: list(v.shape) for k, v in transformer.state_dict().items() if is_motion_module_key(k)}
     assert exported == released["Motion_Module/easyanimate_v1_mm.safetensors"]
-    found = lora.find_targets(transformer, lora.easyanimate_transformer_targets(True))
+    found = lora.find_targets(transformer, ea_task.transformer_lora_targets(True))
     written = {name: [linear.out_features, linear.in_features] for name, (_, linear) in found.items()}
     assert written == {k: v for k, v in released["lora_targets_[out,in]"].items() if k.startswith("lora_unet_")}

@@ -8,6 +8,7 @@ from torch import nn
 
 from comfyui_animate_suite.core.checkpoints import load_state_dict
 from comfyui_animate_suite.pipelines.easyanimate import lora as read
+from comfyui_animate_suite.pipelines.easyanimate import training_task as ea_task
 from comfyui_animate_suite.pipelines.training import lora
 from tiny_models import training as tiny
 
@@ -39,16 +40,16 @@ def reference_style_merge(model: nn.Module, tensors: dict, prefix: str, multipli
 
 def test_names_follow_easyanimate_for_the_transformer_and_t5():
     transformer = tiny.TinyEasyAnimateTransformer(16, layers=1)
-    names = set(lora.find_targets(transformer, lora.easyanimate_transformer_targets(True)))
+    names = set(lora.find_targets(transformer, ea_task.transformer_lora_targets(True)))
     assert {"lora_unet__transformer_blocks_0_attn1_to_q", "lora_unet__transformer_blocks_0_ff_net_0_proj",
             "lora_unet__adaln_single_linear", "lora_unet__proj_out",
             "lora_unet__transformer_blocks_0_attn_temporal_temporal_transformer_proj_in",
             "lora_unet__transformer_blocks_0_attn_temporal_temporal_transformer_transformer_blocks_0_attention_blocks_1_to_v",
             } <= names
     assert not any("pos_embed" in n for n in names)  # a patch Conv2d is no Linear
-    without = set(lora.find_targets(transformer, lora.easyanimate_transformer_targets(False)))
+    without = set(lora.find_targets(transformer, ea_task.transformer_lora_targets(False)))
     assert without == {n for n in names if "attn_temporal" not in n}
-    t5_names = set(lora.find_targets(tiny.tiny_t5(), lora.t5_text_encoder_targets()))
+    t5_names = set(lora.find_targets(tiny.tiny_t5(), ea_task.text_encoder_lora_targets()))
     assert t5_names == {f"lora_te_encoder_block_{b}_layer_0_SelfAttention_{p}" for b in (0, 1) for p in "qkvo"} | {
         f"lora_te_encoder_block_{b}_layer_1_DenseReluDense_{p}" for b in (0, 1) for p in ("wi_0", "wi_1", "wo")}
 
@@ -62,11 +63,11 @@ def test_names_equal_those_of_the_reference_lora_in_the_parity_fixture(shared_di
     tensors = load_state_dict(fixture / "Personalized_Model" / "tiny_lora.safetensors")
     grouped = {key.split(".", 1)[0] for key in tensors}
     pixart = PixArtTransformer2DModel.from_config(json.loads((fixture / "transformer" / "config.json").read_text()))
-    ours = set(lora.find_targets(pixart, lora.easyanimate_transformer_targets(True)))
+    ours = set(lora.find_targets(pixart, ea_task.transformer_lora_targets(True)))
     theirs = {n for n in grouped if n.startswith("lora_unet_") and "attn_temporal" not in n}
     assert ours == theirs  # the 2D PixArt layers; the motion module is not in diffusers' model
     t5 = T5EncoderModel(T5Config.from_json_file(str(fixture / "text_encoder" / "config.json")))
-    assert set(lora.find_targets(t5, lora.t5_text_encoder_targets())) == {n for n in grouped if n.startswith("lora_te_")}
+    assert set(lora.find_targets(t5, ea_task.text_encoder_lora_targets())) == {n for n in grouped if n.startswith("lora_te_")}
     for name in grouped:  # the elements we write, as the reference writes them for every layer
         rank = tensors[f"{name}.lora_down.weight"].shape[0]
         assert tensors[f"{name}.lora_up.weight"].shape[1] == rank
@@ -91,8 +92,8 @@ def test_adapters_start_neutral_and_the_saved_file_merges_to_the_same_model(tmp_
     merged_encoder = tiny.tiny_t5().eval()
     merged_encoder.load_state_dict(text_encoder.state_dict())
 
-    networks = [lora.inject_lora(transformer, lora.easyanimate_transformer_targets(True), rank=4, alpha=2.0),
-                lora.inject_lora(text_encoder, lora.t5_text_encoder_targets(), rank=4, alpha=2.0)]
+    networks = [lora.inject_lora(transformer, ea_task.transformer_lora_targets(True), rank=4, alpha=2.0),
+                lora.inject_lora(text_encoder, ea_task.text_encoder_lora_targets(), rank=4, alpha=2.0)]
     torch.testing.assert_close(run(transformer, text_encoder), base_output)  # up starts at zero
     with torch.no_grad():
         for network in networks:
@@ -122,7 +123,7 @@ def test_adapters_start_neutral_and_the_saved_file_merges_to_the_same_model(tmp_
 def test_base_parameters_keep_their_names_and_the_inference_reader_matches_every_layer(tmp_path):
     transformer = tiny.TinyEasyAnimateTransformer(16, layers=1)
     base_keys = set(transformer.state_dict())
-    network = lora.inject_lora(transformer, lora.easyanimate_transformer_targets(False), rank=2, alpha=1.0)
+    network = lora.inject_lora(transformer, ea_task.transformer_lora_targets(False), rank=2, alpha=1.0)
     assert base_keys <= set(transformer.state_dict())
     assert all(f".{lora.ADAPTER_NAME}." in k for k in set(transformer.state_dict()) - base_keys)
     path = lora.save_kohya([network], tmp_path / "a.safetensors", "bf16")

@@ -1,4 +1,5 @@
-"""AnimateAnyone for the trainer (``pipelines/training``): the networks of both stages as ``AnimateAnyoneModels``.
+"""AnimateAnyone for the trainer (``pipelines/training``): the networks of both stages as ``AnimateAnyoneModels``
+(what ``training_task.AnimateAnyoneTask`` trains).
 
 The recipe's ``model`` mapping (``configs/animate_anyone_stage*.yaml``):
 - ``base_unet`` (stage 1): an SD1.5-style diffusers UNet folder (``config.json`` + weights;
@@ -36,12 +37,13 @@ from torch import nn
 from ...core.checkpoints import check_keys, load_state_dict
 from ...core.context import RunContext
 from ...core.errors import CheckpointError, InputError
-from ..training.tasks import AnimateAnyoneModels, ValidationRequest
+from ..training.tasks import ValidationRequest
 from . import loading, pipeline, reference_attention
 from ..motion_module import MotionModule, PositionalEncoding, sinusoid_table
 from .models_pose_guider import PoseGuider
 from .models_unet import DenoisingUNet3D, MotionLayout, UNetShape, fold_frames, unfold_frames
 from .settings import AnimateAnyoneSettings
+from .training_task import AnimateAnyoneModels
 
 MODEL_KEYS = ("base_unet", "stage1_dir", "controlnet_openpose", "motion_module_init", "vae", "image_encoder",
               "config_dir")

@@ -90,7 +90,7 @@ def kohya_name(prefix: str, module_path: str) -> str:
     EasyAnimate's ``LoRANetwork`` names a layer ``"<prefix>.<container path>.<path below>"`` with every
     ``.`` made ``_``. The transformer's container is the transformer itself (path ``""``, hence the double
     underscore); T5's containers are its ``T5LayerSelfAttention`` / ``T5LayerFF`` layers, so the two paths
-    join into the layer's own path. The trainer (``pipelines/training/lora.py``) writes with this too.
+    join into the layer's own path. The trainer writes with this too (``training_task.py``'s LoRA targets).
     """
     separator = "__" if prefix == TRANSFORMER_PREFIX else "_"
     return f"{prefix}{separator}{module_path.replace('.', '_')}"

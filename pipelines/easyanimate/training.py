@@ -1,4 +1,5 @@
-"""EasyAnimate v1 for the trainer (``pipelines/training``): the released models as ``EasyAnimateModels``.
+"""EasyAnimate v1 for the trainer (``pipelines/training``): the released models as ``EasyAnimateModels``
+(what ``training_task.EasyAnimateTask`` trains).
 
 The recipe's ``model`` mapping (``configs/easyanimate_*.yaml``):
 - ``pixart_dir``: the PixArt-XL-2-512x512 diffusers folder (``transformer/``, ``text_encoder/``,
@@ -26,9 +27,10 @@ from torch import nn
 from ...core.context import RunContext
 from ...core.errors import InputError
 from ..motion_module import PositionalEncoding, sinusoid_table
-from ..training.tasks import EasyAnimateModels, ValidationRequest
+from ..training.tasks import ValidationRequest
 from . import loading, pipeline, schedulers
 from .models import EasyAnimateV1Transformer, TransformerConfig, is_motion_module_key
+from .training_task import EasyAnimateModels
 
 MODEL_KEYS = ("pixart_dir", "motion_module")
 MOTION_MODULE_INIT_SEED = 0  # a fresh motion module is the same in every run (and on every process)

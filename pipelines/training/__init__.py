@@ -1,7 +1,9 @@
 """Training: AnimateAnyone stages 1 and 2, EasyAnimate v1 LoRA and motion module.
 
-Model-independent pieces (phase 1); the networks themselves come from ``pipelines/animate_anyone`` and
-``pipelines/easyanimate`` through the factories described in ``tasks.py``.
+The method-independent machinery. Each method's task (what one step computes, trains and exports) and its
+networks live in its own package (``pipelines/animate_anyone/training_task.py`` + ``training.py``,
+``pipelines/easyanimate/training_task.py`` + ``training.py``), named by dotted path in ``tasks.py``'s
+tables, so nothing here imports a method package.
 
 - ``config``: the YAML recipes (``configs/*.yaml``) as typed settings; unknown keys are refused.
 - ``datasets``: AnimateAnyone meta-JSON video + pose-video pairs, EasyAnimate json/csv video/image lists.
@@ -11,6 +13,6 @@ Model-independent pieces (phase 1); the networks themselves come from ``pipeline
 - ``lora``: LoRA adapters on Linear layers and the kohya file format.
 - ``trainer``: the accelerate loop (DDP, sharded optimiser state, mixed precision, accumulation, EMA,
   checkpoints that resume bit-exactly, progress, validation callbacks).
-- ``tasks``: what one training step of each method computes, and what it exports.
+- ``tasks``: the task interface, the method -> task / model factory tables, helpers the tasks share.
 - ``prepare``: raw videos -> pose videos + meta JSON; clip folders -> EasyAnimate meta JSON.
 """

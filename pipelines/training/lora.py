@@ -1,17 +1,13 @@
-"""LoRA adapters on Linear layers, written as the kohya files EasyAnimate v1 reads.
+"""LoRA adapters on Linear layers, written as kohya files.
 
-Which layers: a ``LoRATargets`` rule picks *containers* (the root module itself, or every module of
-given class names) and gives every ``nn.Linear`` below a container an adapter, except paths containing
-one of ``exclude``. EasyAnimate v1 (``easyanimate/utils/lora_utils.py::LoRANetwork``):
-- transformer: container = the transformer itself, prefix ``lora_unet``; every Linear, the motion module
-  (``attn_temporal``) included unless excluded (``train_t2v_lora.py`` includes it);
-- T5 text encoder: containers = ``T5LayerSelfAttention`` and ``T5LayerFF`` modules, prefix ``lora_te``.
+Which layers: a ``LoRATargets`` rule, given by the method, picks *containers* (the root module itself, or
+every module of given class names) and gives every ``nn.Linear`` below a container an adapter, except paths
+containing one of ``exclude``; its ``layer_name(prefix, path)`` names each layer in the file (EasyAnimate v1's
+rules: ``pipelines/easyanimate/training_task.py``, named with ``pipelines/easyanimate/lora.py``'s
+``kohya_name``, which reads these files for inference).
 
-Names and file layout are those of ``pipelines/easyanimate/lora.py`` (its ``kohya_name``), which reads
-these files for inference: ``lora_unet__transformer_blocks_0_attn1_to_q``,
-``lora_te_encoder_block_0_layer_0_SelfAttention_q``; per layer ``NAME.lora_down.weight`` [r, in],
-``NAME.lora_up.weight`` [out, r] and ``NAME.alpha`` (0-d float32), applied as
-``W += multiplier * (alpha / r) * lora_up @ lora_down``.
+File layout: per layer ``NAME.lora_down.weight`` [r, in], ``NAME.lora_up.weight`` [out, r] and ``NAME.alpha``
+(0-d float32), applied as ``W += multiplier * (alpha / r) * lora_up @ lora_down``.
 
 During training the adapter is a child ``lora_adapter`` of the Linear it adapts (parameter names
 ``<linear path>.lora_adapter.down.weight`` / ``.up.weight``) and a forward hook adds its output, so the
@@ -23,34 +19,25 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
 
-from ..easyanimate.lora import TEXT_ENCODER_PREFIX, TRANSFORMER_PREFIX, kohya_name
 from ...core.errors import InputError
 
 ADAPTER_NAME = "lora_adapter"
-T5_CONTAINERS = ("T5LayerSelfAttention", "T5LayerFF")
 SAVE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
 class LoRATargets:
-    """Which Linear layers of a model get LoRA, and the name prefix of their file keys."""
+    """Which Linear layers of a model get LoRA, and the names of their file keys."""
 
     prefix: str
+    layer_name: Callable[[str, str], str]  # (prefix, the Linear's path in the model) -> its name in the file
     container_classes: Optional[tuple[str, ...]] = None  # None: the root module is the one container
     exclude: tuple[str, ...] = field(default_factory=tuple)  # skip paths (below the container) containing these
-
-
-def easyanimate_transformer_targets(include_motion_module: bool = True) -> LoRATargets:
-    return LoRATargets(TRANSFORMER_PREFIX, None, () if include_motion_module else ("attn_temporal",))
-
-
-def t5_text_encoder_targets() -> LoRATargets:
-    return LoRATargets(TEXT_ENCODER_PREFIX, T5_CONTAINERS)
 
 
 def find_targets(model: nn.Module, targets: LoRATargets) -> dict[str, tuple[str, nn.Linear]]:
@@ -68,7 +55,7 @@ def find_targets(model: nn.Module, targets: LoRATargets) -> dict[str, tuple[str,
             if any(fragment in child_path for fragment in targets.exclude):
                 continue
             full_path = f"{container_path}.{child_path}" if container_path else child_path
-            name = kohya_name(targets.prefix, full_path)
+            name = targets.layer_name(targets.prefix, full_path)
             if name in found and found[name][1] is not child:
                 raise ValueError(f"two layers map to the LoRA name '{name}'")
             found[name] = (full_path, child)

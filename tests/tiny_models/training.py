@@ -1,4 +1,4 @@
-"""Tiny stand-ins for the training tests: the interfaces of ``pipelines/training/tasks.py`` at toy size.
+"""Tiny stand-ins for the training tests: the factory interfaces of ``pipelines/<method>/training_task.py`` at toy size.
 
 The AnimateAnyone and EasyAnimate networks here are not the real architectures; they only share the
 real parameter names that the training rules look at (``reference_unet.up_blocks.3``, ``motion_modules``,
@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from comfyui_animate_suite.pipelines.training.tasks import AnimateAnyoneModels, EasyAnimateModels
+from comfyui_animate_suite.pipelines.animate_anyone.training_task import AnimateAnyoneModels
+from comfyui_animate_suite.pipelines.easyanimate.training_task import EasyAnimateModels
 
 CLIP_DIM = 12
 TEXT_DIM = 16
