@@ -160,15 +160,15 @@ def test_loader_errors_name_what_is_missing(comfy, v1_files, node_class_module, 
     broken = comfy.models / "easyanimate" / "PixArt-no-vae"
     shutil.copytree(v1_files.base, broken)
     shutil.rmtree(broken / "vae")
-    loader = node_class_module("AnimateSuiteEasyAnimateV1Loader")()
+    loader = node_class_module("AnimateSuiteEasyAnimateV1Loader")
     with pytest.raises(errors.ModelNotFoundError, match="'vae/'"):
-        loader.load("easyanimate/PixArt-no-vae", tiny.V1_MOTION_MODULE, "fp32")
+        loader.execute("easyanimate/PixArt-no-vae", tiny.V1_MOTION_MODULE, "fp32")
     other = tiny.write_lora(comfy.models / "easyanimate" / "not_a_motion_module.safetensors",
                             {"lora_unet__proj_out": (32, 64)})
     with pytest.raises(errors.CheckpointMismatchError, match="missing keys: transformer_blocks.0.attn_temporal"):
-        loader.load(V1_BASE, other.name, "fp32")
+        loader.execute(V1_BASE, other.name, "fp32")
     with pytest.raises(errors.InputError):
-        loader.load("easyanimate/../..", tiny.V1_MOTION_MODULE, "fp32")
+        loader.execute("easyanimate/../..", tiny.V1_MOTION_MODULE, "fp32")
 
 
 def test_v51_through_the_same_sampler_node(comfy, run_node, node_class_module, errors):
