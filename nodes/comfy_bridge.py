@@ -283,6 +283,15 @@ def core_video_types():
     return types.SimpleNamespace(VideoFromComponents=VideoFromComponents, VideoComponents=VideoComponents)
 
 
+# The community pose type (comfyui_controlnet_aux's OpenPose frames), which the pose, face and clipart nodes share.
+POSE_KEYPOINT = io.Custom("POSE_KEYPOINT")
+
+
+def onnx_device_input() -> io.Combo.Input:
+    """Where an onnxruntime model (DWPose, insightface) runs."""
+    return combo("device", ("auto", "cpu"), "auto: CUDA (or another accelerated onnxruntime provider) when installed, else CPU.", default="auto")
+
+
 # ----------------------------------------------------------------------------- devices and dtypes
 
 
