@@ -163,26 +163,26 @@ def test_pose_json_save_and_load(node_class, comfy, dwpose, errors):
 
 
 def test_face_nodes(node_class, comfy, face_pack):
-    analysis = node_class("AnimateSuiteFaceAnalysisLoader")().load("buffalo_l", "cpu")[0]
+    analysis = node_class("AnimateSuiteFaceAnalysisLoader").execute("buffalo_l", "cpu")[0]
     frames = np.full((2, 480, 640, 3), 40, np.uint8)
     tiny.draw_face(frames[0], 100, 80, 220, 240)
     images = torch.from_numpy(frames).float() / 255.0
-    masks = node_class("AnimateSuiteFaceMask")().mask(analysis, images, "boxes", 0, 0, "rgb")[0]
+    masks = node_class("AnimateSuiteFaceMask").execute(analysis, images, "boxes", 0, 0, "rgb")[0]
     assert tuple(masks.shape) == (2, 480, 640)
     assert masks[0, 80:241, 100:221].min() == 1 and masks[0].sum() == 121 * 161
     assert masks[1].min() == 1  # no face: the whole frame, as StableAnimator does
-    hull = node_class("AnimateSuiteFaceMask")().mask(analysis, images, "landmark_hull", 4, 2, "rgb")[0]
+    hull = node_class("AnimateSuiteFaceMask").execute(analysis, images, "landmark_hull", 4, 2, "rgb")[0]
     assert 0 < hull[0].sum() and hull[1].sum() == 0
-    embeds = node_class("AnimateSuiteFaceEmbedding")().embed(analysis, images, "rgb")[0]
+    embeds = node_class("AnimateSuiteFaceEmbedding").execute(analysis, images, "rgb")[0]
     assert tuple(embeds.shape) == (2, 512) and embeds.dtype == torch.float32
     assert embeds[0].abs().sum() > 0 and embeds[1].abs().sum() == 0
 
 
 def test_face_mask_hull_from_dwpose_points(node_class, comfy, face_pack, dwpose):
-    analysis = node_class("AnimateSuiteFaceAnalysisLoader")().load("buffalo_l", "cpu")[0]
+    analysis = node_class("AnimateSuiteFaceAnalysisLoader").execute("buffalo_l", "cpu")[0]
     images = _images([LEFT])
     _, pose_keypoint = _estimate(node_class, dwpose, images)
-    mask = node_class("AnimateSuiteFaceMask")().mask(analysis, images, "landmark_hull", 0, 0, "rgb", pose_keypoint)[0]
+    mask = node_class("AnimateSuiteFaceMask").execute(analysis, images, "landmark_hull", 0, 0, "rgb", pose_keypoint)[0]
     face = np.array(pose_keypoint[0]["people"][0]["animate_suite_wholebody"]).reshape(134, 3)[24:92]
     inside = face[face[:, 2] >= 0.3, :2]
     lo, hi = inside.min(0), inside.max(0)
