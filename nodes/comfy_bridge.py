@@ -1,6 +1,6 @@
 """The one place the pack talks to ComfyUI's runtime.
 
-Model management (``ModelPatcher`` + ``load_models_gpu``), dtype choice, progress bars, interruption,
+Node declarations (ComfyUI's typed schema, ``comfy_api.latest.io``, re-exported here as ``io``), model management (``ModelPatcher`` + ``load_models_gpu``), dtype choice, progress bars, interruption,
 out-of-memory advice and model folders all go through here; node modules stay thin and pipelines
 never see ComfyUI.
 """
@@ -19,6 +19,7 @@ import comfy.model_management as model_management
 import comfy.model_patcher
 import comfy.utils
 import folder_paths
+from comfy_api.latest import io  # the typed node schema (ComfyUI 0.3.49 and newer); nodes use it as comfy_bridge.io
 
 from ..core import model_registry
 from ..core.context import RunContext
@@ -51,9 +52,71 @@ class ComfyLocator:
         return list(folder_paths.get_folder_paths(folder_key))
 
 
+# ----------------------------------------------------------------------------- node declarations
+
+# The pack's own socket types: the objects its loaders and analysis nodes hand on.
+SVD_MODEL = io.Custom("ANIMATESUITE_SVD_MODEL")
+ANIMATE_ANYONE_MODEL = io.Custom("ANIMATESUITE_ANIMATE_ANYONE")
+STABLE_ANIMATOR_MODEL = io.Custom("ANIMATESUITE_STABLE_ANIMATOR")
+EASYANIMATE_MODEL = io.Custom("ANIMATESUITE_EASYANIMATE_MODEL")
+DWPOSE_MODEL = io.Custom("ANIMATESUITE_DWPOSE")
+FACE_ANALYSIS_MODEL = io.Custom("ANIMATESUITE_FACE_ANALYSIS")
+FACE_EMBEDS = io.Custom("ANIMATESUITE_FACE_EMBEDS")
+CLIPART = io.Custom("ANIMATESUITE_CLIPART")
+CLIPART_ANIMATION = io.Custom("ANIMATESUITE_CLIPART_ANIMATION")
+
+
+def schema(cls, description: str, category: str, inputs: list, outputs: list = (), **flags) -> io.Schema:
+    """A node's schema: its id is the class name (the ``class_type`` saved workflows refer to), its display name
+    the class's ``DISPLAY_NAME`` (also registered without building the schema, so loading the pack scans no folder)."""
+    return io.Schema(node_id=cls.__name__, display_name=cls.DISPLAY_NAME, category=category, description=description,
+                     inputs=list(inputs), outputs=list(outputs), **flags)
+
+
+def output(kind, name: str | None = None, tooltip: str | None = None):
+    """One output socket; ``name`` is what the node shows (the type name when None)."""
+    return kind.Output(display_name=name, tooltip=tooltip)
+
+
+class _ListedCombo(io.Combo.Input):
+    """A combo declared as in ComfyUI's v1 format, its options as the socket type: ComfyUI 0.3.64 checks a
+    submitted value against the options only for that form (``execution.validate_inputs``), so a value that
+    is not on the list is refused before the node runs, as it always was."""
+
+    def get_io_type(self):
+        return list(self.options)
+
+
+def combo(name: str, options, tooltip: str, default=None, optional: bool = False, **kwargs) -> io.Combo.Input:
+    """A choice widget (without a ``default`` the front end starts on the first option)."""
+    return _ListedCombo(name, options=list(options), default=default, tooltip=tooltip, optional=optional, **kwargs)
+
+
 def listing_input(choices: list[str], tooltip: str, **options) -> tuple:
-    """A COMBO input whose options are files found on disk; marked so workflow checks accept any name."""
+    """A v1 COMBO input whose options are files found on disk; marked so workflow checks accept any name."""
     return (choices, {"tooltip": tooltip, "file_listing": True, **options})
+
+
+def file_combo(name: str, choices: list[str], tooltip: str, **kwargs) -> io.Combo.Input:
+    """A choice of files found on disk; marked so workflow checks accept any name."""
+    widget = combo(name, choices, tooltip, **kwargs)
+    widget.extra_dict["file_listing"] = True
+    return widget
+
+
+def precision_input(tooltip: str) -> io.Combo.Input:
+    return combo("precision", PRECISIONS, tooltip, default="auto")
+
+
+def seed_input(default: int, maximum: int, tooltip: str) -> io.Int.Input:
+    """A ``seed`` widget with the front end's control-after-generate widget after it (fixed/randomize/...)."""
+    return io.Int.Input("seed", default=default, min=0, max=maximum, tooltip=tooltip, control_after_generate=True)
+
+
+def hidden_value(node_cls, name: str):
+    """A hidden input (``prompt``, ``extra_pnginfo``, ``unique_id``) ComfyUI gave this run; None when the node
+    is called directly, without ComfyUI's executor."""
+    return getattr(node_cls.hidden, name, None) if node_cls.hidden is not None else None
 
 
 def file_choices(folder_key: str) -> list[str]:
@@ -218,6 +281,15 @@ def core_video_types():
     except ImportError:
         raise InputError("VIDEO", "this ComfyUI has no core VIDEO type", "ComfyUI 0.3.40 or newer") from None
     return types.SimpleNamespace(VideoFromComponents=VideoFromComponents, VideoComponents=VideoComponents)
+
+
+# The community pose type (comfyui_controlnet_aux's OpenPose frames), which the pose, face and clipart nodes share.
+POSE_KEYPOINT = io.Custom("POSE_KEYPOINT")
+
+
+def onnx_device_input() -> io.Combo.Input:
+    """Where an onnxruntime model (DWPose, insightface) runs."""
+    return combo("device", ("auto", "cpu"), "auto: CUDA (or another accelerated onnxruntime provider) when installed, else CPU.", default="auto")
 
 
 # ----------------------------------------------------------------------------- devices and dtypes

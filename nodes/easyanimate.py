@@ -12,13 +12,12 @@ from ..pipelines.easyanimate import pipeline as ea_pipeline
 from ..pipelines.easyanimate import schedulers
 from . import comfy_bridge
 
+io = comfy_bridge.io
 CATEGORY = "Animate Suite/EasyAnimate"
-MODEL_TYPE = "ANIMATESUITE_EASYANIMATE_MODEL"
+MODEL = comfy_bridge.EASYANIMATE_MODEL
 FOLDER_KEYS = ("easyanimate", "diffusers")
-PRECISION_INPUT = (list(comfy_bridge.PRECISIONS), {
-    "default": "auto",
-    "tooltip": "Weights and compute dtype. auto: bf16/fp16 on a GPU that runs them well, fp32 on CPU. "
-               "The T5/VAE parts that overflow in fp16 are kept in fp32 automatically."})
+PRECISION_TOOLTIP = ("Weights and compute dtype. auto: bf16/fp16 on a GPU that runs them well, fp32 on CPU. "
+                     "The T5/VAE parts that overflow in fp16 are kept in fp32 automatically.")
 OOM_ADVICE = ("Lower frames or width/height, or load the model with precision fp16/bf16. "
               "The text encoder is only needed for encoding; ComfyUI offloads it when the transformer needs the room.")
 
@@ -47,91 +46,76 @@ def _wrap(version: str, components, dtype: torch.dtype) -> EasyAnimateModel:
     return EasyAnimateModel(version=version, components=components, patchers=patchers, dtype=dtype)
 
 
-class AnimateSuiteEasyAnimateV1Loader:
+class AnimateSuiteEasyAnimateV1Loader(io.ComfyNode):
     DISPLAY_NAME = "EasyAnimate v1 Loader (Animate Suite)"
-    DESCRIPTION = ("Loads EasyAnimate v1: the PixArt-XL-2-512x512 diffusers folder (transformer, T5 encoder and "
-                   "tokenizer, VAE) plus easyanimate_v1_mm.safetensors, the motion module placed in every DiT block.")
-    CATEGORY = CATEGORY
-    FUNCTION = "load"
-    RETURN_TYPES = (MODEL_TYPE,)
-    RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("EasyAnimate v1, for the LoRA and Sampler nodes.",)
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "base_model": comfy_bridge.listing_input(
-                    comfy_bridge.folder_choices(FOLDER_KEYS),
-                    "The PixArt-XL-2-512x512 diffusers folder in models/easyanimate or models/diffusers."),
-                "motion_module": comfy_bridge.listing_input(
-                    comfy_bridge.file_choices("easyanimate"), "easyanimate_v1_mm.safetensors in models/easyanimate."),
-                "precision": PRECISION_INPUT,
-            }
-        }
+    def define_schema(cls):
+        return comfy_bridge.schema(
+            cls, "Loads EasyAnimate v1: the PixArt-XL-2-512x512 diffusers folder (transformer, T5 encoder and "
+            "tokenizer, VAE) plus easyanimate_v1_mm.safetensors, the motion module placed in every DiT block.", CATEGORY,
+            inputs=[
+                comfy_bridge.file_combo("base_model", comfy_bridge.folder_choices(FOLDER_KEYS),
+                                        "The PixArt-XL-2-512x512 diffusers folder in models/easyanimate or models/diffusers."),
+                comfy_bridge.file_combo("motion_module", comfy_bridge.file_choices("easyanimate"),
+                                        "easyanimate_v1_mm.safetensors in models/easyanimate."),
+                comfy_bridge.precision_input(PRECISION_TOOLTIP),
+            ],
+            outputs=[comfy_bridge.output(MODEL, "model", "EasyAnimate v1, for the LoRA and Sampler nodes.")])
 
-    def load(self, base_model, motion_module, precision):
+    @classmethod
+    def execute(cls, base_model, motion_module, precision):
         from ..pipelines.easyanimate import loading
 
         dtype = comfy_bridge.pick_dtype(precision)
         folder = comfy_bridge.model_folder_path(base_model, "base_model")
         motion_path = comfy_bridge.model_file_path("easyanimate", motion_module, "EasyAnimate v1 motion module")
-        return (_wrap("v1", loading.load_v1(folder, motion_path, dtype), dtype),)
+        return io.NodeOutput(_wrap("v1", loading.load_v1(folder, motion_path, dtype), dtype))
 
 
-class AnimateSuiteEasyAnimateV51Loader:
+class AnimateSuiteEasyAnimateV51Loader(io.ComfyNode):
     DISPLAY_NAME = "EasyAnimate v5.1 Loader (Animate Suite)"
-    DESCRIPTION = ("Loads an EasyAnimate v5.1 diffusers folder (EasyAnimateV5.1-7b/12b-zh-diffusers: transformer, "
-                   "Qwen2-VL text encoder, Magvit VAE, flow-matching scheduler) from disk, for the same Sampler node.")
-    CATEGORY = CATEGORY
-    FUNCTION = "load"
-    RETURN_TYPES = (MODEL_TYPE,)
-    RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("EasyAnimate v5.1, for the LoRA and Sampler nodes (sampler 'Flow').",)
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": comfy_bridge.listing_input(
-                    comfy_bridge.folder_choices(FOLDER_KEYS),
-                    "An EasyAnimateV5.1-*-diffusers folder in models/easyanimate or models/diffusers."),
-                "precision": PRECISION_INPUT,
-            }
-        }
+    def define_schema(cls):
+        return comfy_bridge.schema(
+            cls, "Loads an EasyAnimate v5.1 diffusers folder (EasyAnimateV5.1-7b/12b-zh-diffusers: transformer, "
+            "Qwen2-VL text encoder, Magvit VAE, flow-matching scheduler) from disk, for the same Sampler node.", CATEGORY,
+            inputs=[
+                comfy_bridge.file_combo("model", comfy_bridge.folder_choices(FOLDER_KEYS),
+                                        "An EasyAnimateV5.1-*-diffusers folder in models/easyanimate or models/diffusers."),
+                comfy_bridge.precision_input(PRECISION_TOOLTIP),
+            ],
+            outputs=[comfy_bridge.output(MODEL, "model", "EasyAnimate v5.1, for the LoRA and Sampler nodes (sampler 'Flow').")])
 
-    def load(self, model, precision):
+    @classmethod
+    def execute(cls, model, precision):
         from ..pipelines.easyanimate import loading
 
         dtype = comfy_bridge.pick_dtype(precision)
         folder = comfy_bridge.model_folder_path(model, "model")
-        return (_wrap("v5.1", loading.load_v51(folder, dtype), dtype),)
+        return io.NodeOutput(_wrap("v5.1", loading.load_v51(folder, dtype), dtype))
 
 
-class AnimateSuiteEasyAnimateLoRA:
+class AnimateSuiteEasyAnimateLoRA(io.ComfyNode):
     DISPLAY_NAME = "EasyAnimate LoRA (Animate Suite)"
-    DESCRIPTION = ("Applies a kohya-style EasyAnimate LoRA (lora_unet_* for the transformer, lora_te_* for the text "
-                   "encoder) at a strength, as ComfyUI weight patches; the loaded model itself stays unchanged. "
-                   "A LoRA made for another model is refused with the layers that do not match.")
-    CATEGORY = CATEGORY
-    FUNCTION = "apply"
-    RETURN_TYPES = (MODEL_TYPE,)
-    RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The model with the LoRA applied.",)
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": (MODEL_TYPE, {"tooltip": "An EasyAnimate model from a loader (or another LoRA node)."}),
-                "lora": comfy_bridge.listing_input(comfy_bridge.file_choices("loras"),
-                                                   "A kohya-style EasyAnimate LoRA in models/loras."),
-                "strength": ("FLOAT", {"default": 0.55, "min": -2.0, "max": 2.0, "step": 0.01,
-                                       "tooltip": "LoRA multiplier (EasyAnimate's default is 0.55); 0 turns it off."}),
-            }
-        }
+    def define_schema(cls):
+        return comfy_bridge.schema(
+            cls, "Applies a kohya-style EasyAnimate LoRA (lora_unet_* for the transformer, lora_te_* for the text "
+            "encoder) at a strength, as ComfyUI weight patches; the loaded model itself stays unchanged. "
+            "A LoRA made for another model is refused with the layers that do not match.", CATEGORY,
+            inputs=[
+                MODEL.Input("model", tooltip="An EasyAnimate model from a loader (or another LoRA node)."),
+                comfy_bridge.file_combo("lora", comfy_bridge.file_choices("loras"), "A kohya-style EasyAnimate LoRA in models/loras."),
+                io.Float.Input("strength", default=0.55, min=-2.0, max=2.0, step=0.01,
+                               tooltip="LoRA multiplier (EasyAnimate's default is 0.55); 0 turns it off."),
+            ],
+            outputs=[comfy_bridge.output(MODEL, "model", "The model with the LoRA applied.")])
 
-    def apply(self, model, lora, strength):
+    @classmethod
+    def execute(cls, model, lora, strength):
         from ..pipelines.easyanimate import lora as lora_files
 
         path = comfy_bridge.model_file_path("loras", lora, "EasyAnimate LoRA")
@@ -143,7 +127,7 @@ class AnimateSuiteEasyAnimateLoRA:
                 values = {key: (layer.up, layer.down, layer.alpha) for key, layer in layers.items()}
                 patchers[part] = comfy_bridge.with_lora_patches(patchers[part], values, strength)
         applied = AppliedLora(lora, strength, match.transformer, match.text_encoder)
-        return (dataclasses.replace(model, patchers=patchers, loras=model.loras + (applied,)),)
+        return io.NodeOutput(dataclasses.replace(model, patchers=patchers, loras=model.loras + (applied,)))
 
 
 def loras_merged_if_needed(model: EasyAnimateModel):
@@ -160,42 +144,38 @@ def loras_merged_if_needed(model: EasyAnimateModel):
     return stack
 
 
-class AnimateSuiteEasyAnimateSampler:
+class AnimateSuiteEasyAnimateSampler(io.ComfyNode):
     DISPLAY_NAME = "EasyAnimate Sampler (Animate Suite)"
-    DESCRIPTION = ("Text-to-video with EasyAnimate v1 or v5.1: encodes the prompts, denoises the video latents "
-                   "and decodes the frames. v1 defaults: 512x512, 80 frames at 12 fps, 30 steps, guidance 6, DPM++.")
-    CATEGORY = CATEGORY
-    FUNCTION = "generate"
-    RETURN_TYPES = ("IMAGE", "FLOAT")
-    RETURN_NAMES = ("images", "fps")
-    OUTPUT_TOOLTIPS = ("The video frames.", "The model's frame rate (v1: 12, v5.1: 8).")
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": (MODEL_TYPE, {"tooltip": "An EasyAnimate model from a loader or the LoRA node."}),
-                "prompt": ("STRING", {"multiline": True, "default": "A snowy forest landscape with a dirt road running through it.",
-                                      "tooltip": "What the video shows."}),
-                "negative_prompt": ("STRING", {"multiline": True, "default": ea_pipeline.V1_NEGATIVE_PROMPT,
-                                               "tooltip": "What to steer away from (EasyAnimate v1's default)."}),
-                "width": ("INT", {"default": ea_pipeline.V1_SIZE, "min": 32, "max": 2048, "step": 32,
-                                  "tooltip": "Video width: a multiple of 32 for v1 (its 2x2 motion-module grid), 16 for v5.1."}),
-                "height": ("INT", {"default": ea_pipeline.V1_SIZE, "min": 32, "max": 2048, "step": 32,
-                                   "tooltip": "Video height: a multiple of 32 for v1, 16 for v5.1."}),
-                "frames": ("INT", {"default": ea_pipeline.V1_FRAMES, "min": 1, "max": 1024,
-                                   "tooltip": "Number of frames (v1 was trained on 80; v5.1 on 49, in steps of 4 plus 1)."}),
-                "steps": ("INT", {"default": ea_pipeline.V1_STEPS, "min": 1, "max": 1000, "tooltip": "Sampling steps."}),
-                "guidance": ("FLOAT", {"default": ea_pipeline.V1_GUIDANCE, "min": 0.0, "max": 30.0, "step": 0.1,
-                                       "tooltip": "Classifier-free guidance scale; 1 or less turns it off."}),
-                "seed": ("INT", {"default": ea_pipeline.V1_SEED, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
-                                 "tooltip": "Noise seed (drawn on the CPU: the same video on any GPU)."}),
-                "sampler": (list(schedulers.SAMPLERS), {"default": schedulers.V1_DEFAULT_SAMPLER,
-                                                        "tooltip": "v1: DPM++, Euler, Euler A, PNDM or DDIM with v1's schedule. v5.1: Flow."}),
-            }
-        }
+    def define_schema(cls):
+        return comfy_bridge.schema(
+            cls, "Text-to-video with EasyAnimate v1 or v5.1: encodes the prompts, denoises the video latents "
+            "and decodes the frames. v1 defaults: 512x512, 80 frames at 12 fps, 30 steps, guidance 6, DPM++.", CATEGORY,
+            inputs=[
+                MODEL.Input("model", tooltip="An EasyAnimate model from a loader or the LoRA node."),
+                io.String.Input("prompt", multiline=True, default="A snowy forest landscape with a dirt road running through it.",
+                                tooltip="What the video shows."),
+                io.String.Input("negative_prompt", multiline=True, default=ea_pipeline.V1_NEGATIVE_PROMPT,
+                                tooltip="What to steer away from (EasyAnimate v1's default)."),
+                io.Int.Input("width", default=ea_pipeline.V1_SIZE, min=32, max=2048, step=32,
+                             tooltip="Video width: a multiple of 32 for v1 (its 2x2 motion-module grid), 16 for v5.1."),
+                io.Int.Input("height", default=ea_pipeline.V1_SIZE, min=32, max=2048, step=32,
+                             tooltip="Video height: a multiple of 32 for v1, 16 for v5.1."),
+                io.Int.Input("frames", default=ea_pipeline.V1_FRAMES, min=1, max=1024,
+                             tooltip="Number of frames (v1 was trained on 80; v5.1 on 49, in steps of 4 plus 1)."),
+                io.Int.Input("steps", default=ea_pipeline.V1_STEPS, min=1, max=1000, tooltip="Sampling steps."),
+                io.Float.Input("guidance", default=ea_pipeline.V1_GUIDANCE, min=0.0, max=30.0, step=0.1,
+                               tooltip="Classifier-free guidance scale; 1 or less turns it off."),
+                comfy_bridge.seed_input(ea_pipeline.V1_SEED, 0xFFFFFFFFFFFFFFFF, "Noise seed (drawn on the CPU: the same video on any GPU)."),
+                comfy_bridge.combo("sampler", schedulers.SAMPLERS, "v1: DPM++, Euler, Euler A, PNDM or DDIM with v1's schedule. v5.1: Flow.",
+                                   default=schedulers.V1_DEFAULT_SAMPLER),
+            ],
+            outputs=[comfy_bridge.output(io.Image, "images", "The video frames."),
+                     comfy_bridge.output(io.Float, "fps", "The model's frame rate (v1: 12, v5.1: 8).")])
 
-    def generate(self, model, prompt, negative_prompt, width, height, frames, steps, guidance, seed, sampler):
+    @classmethod
+    def execute(cls, model, prompt, negative_prompt, width, height, frames, steps, guidance, seed, sampler):
         request = ea_pipeline.VideoRequest(prompt=prompt, negative_prompt=negative_prompt, width=width, height=height,
                                            frames=frames, steps=steps, guidance=guidance, seed=seed, sampler=sampler)
         generate = ea_pipeline.generate_v1 if model.version == "v1" else ea_pipeline.generate_v51
@@ -203,7 +183,7 @@ class AnimateSuiteEasyAnimateSampler:
         with comfy_bridge.out_of_memory_advice(f"sampling EasyAnimate {model.version} ({frames} frames at {width}x{height})",
                                                OOM_ADVICE), loras_merged_if_needed(model):
             result = generate(model.components, request, context)
-        return (comfy_bridge.to_intermediate(result.frames), float(result.fps))
+        return io.NodeOutput(comfy_bridge.to_intermediate(result.frames), float(result.fps))
 
 
 NODE_CLASSES = [AnimateSuiteEasyAnimateV1Loader, AnimateSuiteEasyAnimateV51Loader, AnimateSuiteEasyAnimateLoRA,

@@ -25,16 +25,19 @@ from . import comfy_bridge
 
 log = logging.getLogger("animate_suite")
 
+io = comfy_bridge.io
 CATEGORY = "Animate Suite/Faces"
-FACE_ANALYSIS = "ANIMATESUITE_FACE_ANALYSIS"
-FACE_EMBEDS = "ANIMATESUITE_FACE_EMBEDS"
+FACE_ANALYSIS = comfy_bridge.FACE_ANALYSIS_MODEL
+FACE_EMBEDS = comfy_bridge.FACE_EMBEDS
 FOLDER = "insightface"
 PACKS = ("antelopev2", "buffalo_l")
-CHANNEL_INPUT = (["rgb", "bgr"], {
-    "default": "rgb",
-    "tooltip": "Colour order the insightface models see. rgb: as insightface intends (and StableAnimator's "
-               "training data). bgr: as StableAnimator's inference scripts pass it.",
-})
+
+
+def _channel_input():
+    return comfy_bridge.combo(
+        "channel_order", ("rgb", "bgr"),
+        "Colour order the insightface models see. rgb: as insightface intends (and StableAnimator's "
+        "training data). bgr: as StableAnimator's inference scripts pass it.", default="rgb")
 
 
 def pack_choices() -> list[str]:
@@ -63,55 +66,49 @@ def _pack_path(choice: str) -> str:
     return comfy_bridge.registered_path(f"{FOLDER}/{choice}", "model_pack")
 
 
-class AnimateSuiteFaceAnalysisLoader:
+class AnimateSuiteFaceAnalysisLoader(io.ComfyNode):
     DISPLAY_NAME = "Load Face Analysis (Animate Suite)"
-    DESCRIPTION = ("Loads an insightface model pack (antelopev2 for StableAnimator, or buffalo_l) from models/insightface "
-                   "and runs it with onnxruntime: no insightface package, dlib or compiler needed.")
-    CATEGORY = CATEGORY
-    FUNCTION = "load"
-    RETURN_TYPES = (FACE_ANALYSIS,)
-    RETURN_NAMES = ("face_analysis",)
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model_pack": comfy_bridge.listing_input(pack_choices(), "Unzipped insightface pack folder in models/insightface (antelopev2 is what StableAnimator uses).", default="antelopev2"),
-            "device": (["auto", "cpu"], {"default": "auto", "tooltip": "auto: CUDA (or another accelerated onnxruntime provider) when installed, else CPU."}),
-        }}
+    def define_schema(cls):
+        return comfy_bridge.schema(
+            cls, "Loads an insightface model pack (antelopev2 for StableAnimator, or buffalo_l) from models/insightface "
+            "and runs it with onnxruntime: no insightface package, dlib or compiler needed.", CATEGORY,
+            inputs=[
+                comfy_bridge.file_combo("model_pack", pack_choices(), "Unzipped insightface pack folder in models/insightface (antelopev2 is what StableAnimator uses).", default="antelopev2"),
+                comfy_bridge.onnx_device_input(),
+            ],
+            outputs=[comfy_bridge.output(FACE_ANALYSIS, "face_analysis")])
 
-    def load(self, model_pack, device):
+    @classmethod
+    def execute(cls, model_pack, device):
         from ..pose.faces import FaceAnalysis
 
-        return (FaceAnalysis.from_folder(_pack_path(model_pack), device),)
+        return io.NodeOutput(FaceAnalysis.from_folder(_pack_path(model_pack), device))
 
 
-class AnimateSuiteFaceMask:
+class AnimateSuiteFaceMask(io.ComfyNode):
     DISPLAY_NAME = "Face Mask (Animate Suite)"
-    DESCRIPTION = ("Face masks per frame. boxes: StableAnimator's convention, every detected face box filled and the whole "
-                   "frame when no face is found. landmark_hull: the outline of the face landmarks (DWPose's 68 face points "
-                   "when pose_keypoint is connected, else the detected box and 5 points), grown and feathered.")
-    CATEGORY = CATEGORY
-    FUNCTION = "mask"
-    RETURN_TYPES = ("MASK",)
-    RETURN_NAMES = ("mask",)
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "face_analysis": (FACE_ANALYSIS, {"tooltip": "From Load Face Analysis."}),
-                "images": ("IMAGE", {"tooltip": "Frames to find faces in."}),
-                "mode": (["boxes", "landmark_hull"], {"default": "boxes", "tooltip": "boxes: StableAnimator's face masks. landmark_hull: tighter masks following the face outline."}),
-                "grow": ("INT", {"default": 0, "min": -256, "max": 256, "tooltip": "Pixels to grow (negative: shrink) the mask by."}),
-                "feather": ("INT", {"default": 0, "min": 0, "max": 256, "tooltip": "Soft edge width in pixels (Gaussian blur)."}),
-                "channel_order": CHANNEL_INPUT,
-            },
-            "optional": {
-                "pose_keypoint": ("POSE_KEYPOINT", {"tooltip": "Optional DWPose keypoints of the same frames: landmark_hull then uses their 68 face points."}),
-            },
-        }
+    def define_schema(cls):
+        return comfy_bridge.schema(
+            cls, "Face masks per frame. boxes: StableAnimator's convention, every detected face box filled and the whole "
+            "frame when no face is found. landmark_hull: the outline of the face landmarks (DWPose's 68 face points "
+            "when pose_keypoint is connected, else the detected box and 5 points), grown and feathered.", CATEGORY,
+            inputs=[
+                FACE_ANALYSIS.Input("face_analysis", tooltip="From Load Face Analysis."),
+                io.Image.Input("images", tooltip="Frames to find faces in."),
+                comfy_bridge.combo("mode", ("boxes", "landmark_hull"), "boxes: StableAnimator's face masks. landmark_hull: tighter masks following the face outline.", default="boxes"),
+                io.Int.Input("grow", default=0, min=-256, max=256, tooltip="Pixels to grow (negative: shrink) the mask by."),
+                io.Int.Input("feather", default=0, min=0, max=256, tooltip="Soft edge width in pixels (Gaussian blur)."),
+                _channel_input(),
+                comfy_bridge.POSE_KEYPOINT.Input("pose_keypoint", optional=True, tooltip="Optional DWPose keypoints of the same frames: landmark_hull then uses their 68 face points."),
+            ],
+            outputs=[comfy_bridge.output(io.Mask, "mask")])
 
-    def mask(self, face_analysis, images, mode, grow, feather, channel_order, pose_keypoint=None):
+    @classmethod
+    def execute(cls, face_analysis, images, mode, grow, feather, channel_order, pose_keypoint=None):
         from ..pose import faces
 
         if mode not in ("boxes", "landmark_hull"):
@@ -136,7 +133,7 @@ class AnimateSuiteFaceMask:
             log.warning("Face Mask: no face in %d of %d frames (0-based: %s)%s", len(faceless), len(frames),
                         ", ".join(map(str, faceless)), "; their masks cover the whole frame" if mode == "boxes" else "")
         result = faces.feather(faces.grow(np.stack(masks), grow), feather)
-        return (torch.from_numpy(np.ascontiguousarray(result, np.float32)),)
+        return io.NodeOutput(torch.from_numpy(np.ascontiguousarray(result, np.float32)))
 
 
 def _pose_face_points(pose_keypoint, count: int, width: int, height: int):
@@ -156,24 +153,23 @@ def _pose_face_points(pose_keypoint, count: int, width: int, height: int):
     return out
 
 
-class AnimateSuiteFaceEmbedding:
+class AnimateSuiteFaceEmbedding(io.ComfyNode):
     DISPLAY_NAME = "Face Embedding (Animate Suite)"
-    DESCRIPTION = ("The ArcFace identity vector of the largest face in each image (raw, un-normalised, as StableAnimator "
-                   "uses it); zeros and a warning where no face is found.")
-    CATEGORY = CATEGORY
-    FUNCTION = "embed"
-    RETURN_TYPES = (FACE_EMBEDS,)
-    RETURN_NAMES = ("face_embeds",)
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "face_analysis": (FACE_ANALYSIS, {"tooltip": "From Load Face Analysis (antelopev2 for StableAnimator)."}),
-            "image": ("IMAGE", {"tooltip": "The reference image (a batch gives one vector per image)."}),
-            "channel_order": CHANNEL_INPUT,
-        }}
+    def define_schema(cls):
+        return comfy_bridge.schema(
+            cls, "The ArcFace identity vector of the largest face in each image (raw, un-normalised, as StableAnimator "
+            "uses it); zeros and a warning where no face is found.", CATEGORY,
+            inputs=[
+                FACE_ANALYSIS.Input("face_analysis", tooltip="From Load Face Analysis (antelopev2 for StableAnimator)."),
+                io.Image.Input("image", tooltip="The reference image (a batch gives one vector per image)."),
+                _channel_input(),
+            ],
+            outputs=[comfy_bridge.output(FACE_EMBEDS, "face_embeds")])
 
-    def embed(self, face_analysis, image, channel_order):
+    @classmethod
+    def execute(cls, face_analysis, image, channel_order):
         from ..pose.faces import EMBEDDING_SIZE
 
         frames = image_ops.to_uint8(image_ops.check_image_batch(image, "image"))
@@ -187,7 +183,7 @@ class AnimateSuiteFaceEmbedding:
         if faceless:
             log.warning("Face Embedding: no face in image(s) %s (0-based); using zeros as StableAnimator does",
                         ", ".join(map(str, faceless)))
-        return (torch.from_numpy(np.stack(rows).astype(np.float32)),)
+        return io.NodeOutput(torch.from_numpy(np.stack(rows).astype(np.float32)))
 
 
 NODE_CLASSES = [AnimateSuiteFaceAnalysisLoader, AnimateSuiteFaceMask, AnimateSuiteFaceEmbedding]

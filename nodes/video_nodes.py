@@ -11,7 +11,11 @@ from ..core.errors import InputError
 from . import comfy_bridge
 
 CATEGORY = "Animate Suite/video"
-FPS_INPUT = ("FLOAT", {"default": 8.0, "min": 0.1, "max": 240.0, "step": 0.1, "tooltip": "Frames per second."})
+io = comfy_bridge.io
+
+
+def fps_input(name: str = "fps", tooltip: str = "Frames per second."):
+    return io.Float.Input(name, default=8.0, min=0.1, max=240.0, step=0.1, tooltip=tooltip)
 
 
 def save_frames(images, fps: float, filename_prefix: str, fmt: str, loop: int, quality: int,
@@ -41,31 +45,31 @@ def save_frames(images, fps: float, filename_prefix: str, fmt: str, loop: int, q
     return [{"filename": name, "subfolder": subfolder, "type": "output"}]
 
 
-class AnimateSuiteSaveAnimation:
+class AnimateSuiteSaveAnimation(io.ComfyNode):
     DISPLAY_NAME = "Save Animation (Animate Suite)"
-    DESCRIPTION = "Saves frames as GIF, animated WebP, MP4 (H.264) or a PNG sequence in ComfyUI's output folder and previews them."
-    CATEGORY = CATEGORY
-    FUNCTION = "save"
-    RETURN_TYPES = ()
-    OUTPUT_NODE = True
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "images": ("IMAGE", {"tooltip": "The frames to save, in order."}),
-                "fps": FPS_INPUT,
-                "filename_prefix": ("STRING", {"default": "AnimateSuite/anim", "tooltip": "Sub-folder and file name start inside the output folder. %date% style tokens work as in Save Image."}),
-                "format": (list(video_io.SAVE_FORMATS), {"default": "gif", "tooltip": "gif and webp loop in any browser; mp4 is H.264 (yuv420p); png writes one file per frame."}),
-                "loop": ("INT", {"default": 0, "min": 0, "max": 100, "tooltip": "GIF/WebP: how often to play; 0 loops forever."}),
-                "quality": ("INT", {"default": 85, "min": 1, "max": 100, "tooltip": "WebP quality (100 = lossless) and MP4 quality (mapped to x264 CRF 45..5)."}),
-            },
-            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
-        }
+    def define_schema(cls):
+        return comfy_bridge.schema(
+            cls, "Saves frames as GIF, animated WebP, MP4 (H.264) or a PNG sequence in ComfyUI's output folder and previews them.",
+            CATEGORY, is_output_node=True, inputs=[
+                io.Image.Input("images", tooltip="The frames to save, in order."),
+                fps_input(),
+                io.String.Input("filename_prefix", default="AnimateSuite/anim", tooltip="Sub-folder and file name start inside the output folder. %date% style tokens work as in Save Image."),
+                comfy_bridge.combo("format", video_io.SAVE_FORMATS, "gif and webp loop in any browser; mp4 is H.264 (yuv420p); png writes one file per frame.", default="gif"),
+                io.Int.Input("loop", default=0, min=0, max=100, tooltip="GIF/WebP: how often to play; 0 loops forever."),
+                io.Int.Input("quality", default=85, min=1, max=100, tooltip="WebP quality (100 = lossless) and MP4 quality (mapped to x264 CRF 45..5)."),
+            ])
 
-    def save(self, images, fps, filename_prefix, format, loop, quality, prompt=None, extra_pnginfo=None):
-        results = save_frames(images, fps, filename_prefix, format, loop, quality, prompt, extra_pnginfo)
-        return {"ui": preview_ui(results, format)}
+    @classmethod
+    def execute(cls, images, fps, filename_prefix, format, loop, quality):
+        results = save_frames(images, fps, filename_prefix, format, loop, quality, *saved_metadata(cls))
+        return io.NodeOutput(ui=preview_ui(results, format))
+
+
+def saved_metadata(node_cls) -> tuple:
+    """The (prompt, extra_pnginfo) ComfyUI hands an output node, for the saved file's metadata."""
+    return comfy_bridge.hidden_value(node_cls, "prompt"), comfy_bridge.hidden_value(node_cls, "extra_pnginfo")
 
 
 # The front end shows an animated output as a <video> unless its file name says webp or png, so a GIF
@@ -82,36 +86,28 @@ def preview_ui(results: list[dict], fmt: str) -> dict:
     return {"images": results, "animated": (fmt != "png",)}
 
 
-class AnimateSuiteSaveLivePhoto:
+class AnimateSuiteSaveLivePhoto(io.ComfyNode):
     DISPLAY_NAME = "Save Live Photo (Animate Suite)"
-    DESCRIPTION = ("Saves frames as an Apple Live Photo: a JPEG still and an H.264 .mov sharing one content identifier "
-                   "(MakerNote ContentIdentifier in the JPEG; com.apple.quicktime.content.identifier and a "
-                   "still-image-time track in the movie). Copy both files to Photos (AirDrop or import together) to get "
-                   "a Live Photo.")
-    CATEGORY = CATEGORY
-    FUNCTION = "save"
-    RETURN_TYPES = ("STRING",)
-    RETURN_NAMES = ("content_identifier",)
-    OUTPUT_TOOLTIPS = ("The UUID both files carry.",)
-    OUTPUT_NODE = True
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "images": ("IMAGE", {"tooltip": "The frames of the motion part, in order."}),
-                "fps": FPS_INPUT,
-                "filename_prefix": ("STRING", {"default": "AnimateSuite/live", "tooltip": "Sub-folder and file name start inside the output folder; the pair is <name>.jpg + <name>.mov."}),
-                "still_frame": ("INT", {"default": 0, "min": -1, "max": 100000, "tooltip": "Which frame is the still (0: the first, which SVD keeps closest to the photo; -1: the middle)."}),
-                "quality": ("INT", {"default": 90, "min": 1, "max": 100, "tooltip": "JPEG quality and movie quality (x264 CRF 45..5)."}),
-            },
-            "optional": {
-                "still_image": ("IMAGE", {"tooltip": "Optional still to use instead of a frame, e.g. the original photo; resized (crop) to the frame size."}),
-            },
-            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
-        }
+    def define_schema(cls):
+        return comfy_bridge.schema(
+            cls, "Saves frames as an Apple Live Photo: a JPEG still and an H.264 .mov sharing one content identifier "
+            "(MakerNote ContentIdentifier in the JPEG; com.apple.quicktime.content.identifier and a "
+            "still-image-time track in the movie). Copy both files to Photos (AirDrop or import together) to get "
+            "a Live Photo.",
+            CATEGORY, is_output_node=True, inputs=[
+                io.Image.Input("images", tooltip="The frames of the motion part, in order."),
+                fps_input(),
+                io.String.Input("filename_prefix", default="AnimateSuite/live", tooltip="Sub-folder and file name start inside the output folder; the pair is <name>.jpg + <name>.mov."),
+                io.Int.Input("still_frame", default=0, min=-1, max=100000, tooltip="Which frame is the still (0: the first, which SVD keeps closest to the photo; -1: the middle)."),
+                io.Int.Input("quality", default=90, min=1, max=100, tooltip="JPEG quality and movie quality (x264 CRF 45..5)."),
+                io.Image.Input("still_image", optional=True, tooltip="Optional still to use instead of a frame, e.g. the original photo; resized (crop) to the frame size."),
+            ],
+            outputs=[comfy_bridge.output(io.String, "content_identifier", "The UUID both files carry.")])
 
-    def save(self, images, fps, filename_prefix, still_frame, quality, still_image=None, prompt=None, extra_pnginfo=None):
+    @classmethod
+    def execute(cls, images, fps, filename_prefix, still_frame, quality, still_image=None):
         from ..core.livephoto import write_live_photo
 
         images = image_ops.check_image_batch(images)
@@ -130,11 +126,9 @@ class AnimateSuiteSaveLivePhoto:
         folder, stem, counter, subfolder = comfy_bridge.output_location(filename_prefix, width, height)
         base = comfy_bridge.unused_base(folder, stem, counter, (".jpg", ".mov"))  # the pair shares one name
         identifier = write_live_photo(frames, fps, still, Path(folder) / f"{base}.jpg", Path(folder) / f"{base}.mov",
-                                      still_frame=index, quality=quality, metadata=comfy_bridge.file_metadata(prompt, extra_pnginfo))
+                                      still_frame=index, quality=quality, metadata=comfy_bridge.file_metadata(*saved_metadata(cls)))
         files = [{"filename": f"{base}{suffix}", "subfolder": subfolder, "type": "output"} for suffix in (".jpg", ".mov")]
-        return {"ui": {"images": files[:1], "live_photo": files, "content_identifier": [identifier]}, "result": (identifier,)}
-
-
+        return io.NodeOutput(identifier, ui={"images": files[:1], "live_photo": files, "content_identifier": [identifier]})
 
 def _input_choices() -> list[str]:
     return comfy_bridge.input_top_level_choices(video_io.VIDEO_SUFFIXES + video_io.ANIMATED_IMAGE_SUFFIXES)
@@ -145,49 +139,46 @@ def input_video_path(name: str) -> Path:
     return Path(comfy_bridge.input_file_path(name, "video", "an uploaded video or a frame folder", allow_folder=True))
 
 
-class AnimateSuiteLoadVideo:
+class AnimateSuiteLoadVideo(io.ComfyNode):
     DISPLAY_NAME = "Load Video (Animate Suite)"
-    DESCRIPTION = "Loads an MP4/MOV/WebM, an animated GIF/WebP or a folder of frames from the input folder as IMAGE frames and their fps."
-    CATEGORY = CATEGORY
-    FUNCTION = "load"
-    RETURN_TYPES = ("IMAGE", "FLOAT", "INT")
-    RETURN_NAMES = ("images", "fps", "frame_count")
-    OUTPUT_TOOLTIPS = ("The decoded frames.", "Frames per second after the stride.", "How many frames were kept.")
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "video": comfy_bridge.listing_input(_input_choices(), "A video, animated image or frame folder in ComfyUI's input folder.", video_upload=True),
-                "frame_cap": ("INT", {"default": 0, "min": 0, "max": 100000, "tooltip": "Keep at most this many frames; 0 keeps all."}),
-                "stride": ("INT", {"default": 1, "min": 1, "max": 100, "tooltip": "Keep every n-th frame (the fps is divided by it)."}),
-                "skip_first": ("INT", {"default": 0, "min": 0, "max": 100000, "tooltip": "Frames to drop at the start."}),
-                "width": ("INT", {"default": 0, "min": 0, "max": 8192, "step": 8, "tooltip": "Resize to this width; 0 keeps the source size."}),
-                "height": ("INT", {"default": 0, "min": 0, "max": 8192, "step": 8, "tooltip": "Resize to this height; 0 keeps the source size (or the aspect, if width is set)."}),
-                "resize_mode": (list(image_ops.RESIZE_MODES), {"default": "crop", "tooltip": "crop fills the size, pad letterboxes, stretch ignores the aspect."}),
-                "folder_fps": ("FLOAT", {"default": 8.0, "min": 0.1, "max": 240.0, "step": 0.1, "tooltip": "The fps of a frame folder (files carry none)."}),
-            }
-        }
+    def define_schema(cls):
+        return comfy_bridge.schema(
+            cls, "Loads an MP4/MOV/WebM, an animated GIF/WebP or a folder of frames from the input folder as IMAGE frames and their fps.",
+            CATEGORY, inputs=[
+                comfy_bridge.file_combo("video", _input_choices(), "A video, animated image or frame folder in ComfyUI's input folder.", upload=io.UploadType.video),
+                io.Int.Input("frame_cap", default=0, min=0, max=100000, tooltip="Keep at most this many frames; 0 keeps all."),
+                io.Int.Input("stride", default=1, min=1, max=100, tooltip="Keep every n-th frame (the fps is divided by it)."),
+                io.Int.Input("skip_first", default=0, min=0, max=100000, tooltip="Frames to drop at the start."),
+                io.Int.Input("width", default=0, min=0, max=8192, step=8, tooltip="Resize to this width; 0 keeps the source size."),
+                io.Int.Input("height", default=0, min=0, max=8192, step=8, tooltip="Resize to this height; 0 keeps the source size (or the aspect, if width is set)."),
+                comfy_bridge.combo("resize_mode", image_ops.RESIZE_MODES, "crop fills the size, pad letterboxes, stretch ignores the aspect.", default="crop"),
+                fps_input("folder_fps", "The fps of a frame folder (files carry none)."),
+            ],
+            outputs=[comfy_bridge.output(io.Image, "images", "The decoded frames."),
+                     comfy_bridge.output(io.Float, "fps", "Frames per second after the stride."),
+                     comfy_bridge.output(io.Int, "frame_count", "How many frames were kept.")])
 
     @classmethod
-    def IS_CHANGED(cls, video, **kwargs):
-        path = input_video_path(video)
-        return os.path.getmtime(path)
+    def fingerprint_inputs(cls, video, **kwargs):
+        return os.path.getmtime(input_video_path(video))
 
     @classmethod
-    def VALIDATE_INPUTS(cls, video):
+    def validate_inputs(cls, video):
         try:
             input_video_path(video)
         except InputError as error:
             return str(error)
         return True
 
-    def load(self, video, frame_cap, stride, skip_first, width, height, resize_mode, folder_fps):
+    @classmethod
+    def execute(cls, video, frame_cap, stride, skip_first, width, height, resize_mode, folder_fps):
         path = input_video_path(video)
         resize = _frame_resizer(width, height, resize_mode)
         options = video_io.DecodeOptions(frame_cap, stride, skip_first, resize)
         frames, fps = video_io.read_frames(path, options, folder_fps)
-        return (image_ops.from_uint8(frames), fps, int(frames.shape[0]))
+        return io.NodeOutput(image_ops.from_uint8(frames), fps, int(frames.shape[0]))
 
 
 def _frame_resizer(width: int, height: int, mode: str):
@@ -204,41 +195,39 @@ def _frame_resizer(width: int, height: int, mode: str):
     return resize
 
 
-class AnimateSuiteFramesToVideo:
+class AnimateSuiteFramesToVideo(io.ComfyNode):
     DISPLAY_NAME = "Frames to VIDEO (Animate Suite)"
-    DESCRIPTION = "Wraps IMAGE frames and fps as ComfyUI's core VIDEO type (for Save Video and other video nodes)."
-    CATEGORY = CATEGORY
-    FUNCTION = "convert"
-    RETURN_TYPES = ("VIDEO",)
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"images": ("IMAGE", {"tooltip": "The frames."}), "fps": FPS_INPUT}}
+    def define_schema(cls):
+        return comfy_bridge.schema(
+            cls, "Wraps IMAGE frames and fps as ComfyUI's core VIDEO type (for Save Video and other video nodes).",
+            CATEGORY, inputs=[io.Image.Input("images", tooltip="The frames."), fps_input()], outputs=[comfy_bridge.output(io.Video)])
 
-    def convert(self, images, fps):
+    @classmethod
+    def execute(cls, images, fps):
         from fractions import Fraction
 
         video_types = comfy_bridge.core_video_types()
         images = image_ops.check_image_batch(images)
         components = video_types.VideoComponents(images=images, frame_rate=Fraction(fps).limit_denominator(1001))
-        return (video_types.VideoFromComponents(components),)
+        return io.NodeOutput(video_types.VideoFromComponents(components))
 
 
-class AnimateSuiteVideoToFrames:
+class AnimateSuiteVideoToFrames(io.ComfyNode):
     DISPLAY_NAME = "VIDEO to Frames (Animate Suite)"
-    DESCRIPTION = "Unpacks ComfyUI's core VIDEO type into IMAGE frames and fps."
-    CATEGORY = CATEGORY
-    FUNCTION = "convert"
-    RETURN_TYPES = ("IMAGE", "FLOAT")
-    RETURN_NAMES = ("images", "fps")
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"video": ("VIDEO", {"tooltip": "A core VIDEO, e.g. from Load Video."})}}
+    def define_schema(cls):
+        return comfy_bridge.schema(
+            cls, "Unpacks ComfyUI's core VIDEO type into IMAGE frames and fps.",
+            CATEGORY, inputs=[io.Video.Input("video", tooltip="A core VIDEO, e.g. from Load Video.")],
+            outputs=[comfy_bridge.output(io.Image, "images"), comfy_bridge.output(io.Float, "fps")])
 
-    def convert(self, video):
+    @classmethod
+    def execute(cls, video):
         components = video.get_components()
-        return (image_ops.check_image_batch(components.images), float(components.frame_rate))
+        return io.NodeOutput(image_ops.check_image_batch(components.images), float(components.frame_rate))
 
 
 NODE_CLASSES = [AnimateSuiteSaveAnimation, AnimateSuiteSaveLivePhoto, AnimateSuiteLoadVideo, AnimateSuiteFramesToVideo,

@@ -339,7 +339,7 @@ def test_node_chain_pose_json_to_gif_svg_and_lottie(comfy, run_node):
     images, _ = run_node("AnimateSuiteRenderClipart", animation=animation, size=96, background="white")
     assert images.shape == (10, 96, 96, 3) and (images[0] - images[5]).abs().mean() > 1e-3
     nodes = comfy.package.NODE_CLASS_MAPPINGS
-    saved = nodes["AnimateSuiteSaveAnimation"]().save(images, fps, "pose_chain/clip", "gif", 0, 85)
+    saved = nodes["AnimateSuiteSaveAnimation"].execute(images, fps, "pose_chain/clip", "gif", 0, 85)
     svg = nodes["AnimateSuiteSaveClipartSVG"]().save(animation, "pose_chain/clip", 96, False, True)
     lottie_file = nodes["AnimateSuiteSaveClipartLottie"]().save(animation, "pose_chain/clip", 96, "lottie (dotLottie)", True)
     written = sorted(p.name for p in (comfy.output / "pose_chain").iterdir())

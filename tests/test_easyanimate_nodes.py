@@ -17,7 +17,7 @@ def v1_files(comfy):
 
 @pytest.fixture(scope="module")
 def v1_model(v1_files, node_class_module):
-    (model,) = node_class_module("AnimateSuiteEasyAnimateV1Loader")().load(V1_BASE, tiny.V1_MOTION_MODULE, "fp32")
+    (model,) = node_class_module("AnimateSuiteEasyAnimateV1Loader").execute(V1_BASE, tiny.V1_MOTION_MODULE, "fp32")
     return model
 
 
@@ -42,7 +42,7 @@ def progress(comfy):
 
 
 def _sample(node_class, model, **overrides):
-    return node_class("AnimateSuiteEasyAnimateSampler")().generate(model, **{**SMALL, **overrides})
+    return node_class("AnimateSuiteEasyAnimateSampler").execute(model, **{**SMALL, **overrides})
 
 
 def test_v1_text_to_video_through_the_nodes(comfy, run_node, v1_files, progress):
@@ -65,7 +65,7 @@ def test_lora_node_patches_clones_and_leaves_the_loaded_model_alone(comfy, v1_mo
     layers = tiny.v1_lora_layers(transformer, text_encoder)
     tiny.write_lora(comfy.models / "loras" / "tiny_easyanimate_lora.safetensors", layers, rank=2, alpha=1.0)
     weights_before = {k: v.clone() for k, v in transformer.state_dict().items()}
-    (with_lora,) = node_class_module("AnimateSuiteEasyAnimateLoRA")().apply(v1_model, "tiny_easyanimate_lora.safetensors", 0.8)
+    (with_lora,) = node_class_module("AnimateSuiteEasyAnimateLoRA").execute(v1_model, "tiny_easyanimate_lora.safetensors", 0.8)
 
     patched = with_lora.patchers["transformer"]
     assert patched is not v1_model.patchers["transformer"] and patched.model is transformer
@@ -80,7 +80,7 @@ def test_lora_node_patches_clones_and_leaves_the_loaded_model_alone(comfy, v1_mo
     patched_frames, _ = _sample(node_class_module, with_lora)
     assert (plain - patched_frames).abs().max() > 1e-3
     assert all(torch.equal(transformer.state_dict()[k], v) for k, v in weights_before.items())
-    (off,) = node_class_module("AnimateSuiteEasyAnimateLoRA")().apply(v1_model, "tiny_easyanimate_lora.safetensors", 0.0)
+    (off,) = node_class_module("AnimateSuiteEasyAnimateLoRA").execute(v1_model, "tiny_easyanimate_lora.safetensors", 0.0)
     assert torch.equal(_sample(node_class_module, off)[0], plain)
 
 
@@ -91,7 +91,7 @@ def test_stand_in_merge_equals_the_pipeline_merge(comfy, v1_model, node_class_mo
     path = comfy.models / "loras" / "tiny_easyanimate_lora.safetensors"
     bridge = comfy.module("nodes.comfy_bridge")
     assert not bridge.runtime_patches_weights()  # the stand-in: the sampler merges the patches itself
-    (with_lora,) = node_class_module("AnimateSuiteEasyAnimateLoRA")().apply(v1_model, path.name, 0.6)
+    (with_lora,) = node_class_module("AnimateSuiteEasyAnimateLoRA").execute(v1_model, path.name, 0.6)
     frames, _ = _sample(node_class_module, with_lora)
     components = v1_model.components
     match = lora.match_lora(lora.read_lora(path), components.transformer, components.text_encoder)
@@ -127,7 +127,7 @@ def test_a_lora_for_another_model_is_refused_with_the_unmatched_layers(comfy, v1
                     {"lora_unet_down_blocks_0_attentions_0_proj_in": (320, 320),
                      "lora_unet_mid_block_attentions_0_transformer_blocks_0_attn1_to_q": (1280, 1280)})
     with pytest.raises(errors.CheckpointMismatchError) as info:
-        node_class_module("AnimateSuiteEasyAnimateLoRA")().apply(v1_model, "sd15_style.safetensors", 1.0)
+        node_class_module("AnimateSuiteEasyAnimateLoRA").execute(v1_model, "sd15_style.safetensors", 1.0)
     message = str(info.value)
     assert "2 unexpected keys" in message and "lora_unet_down_blocks_0_attentions_0_proj_in" in message
 
@@ -160,15 +160,15 @@ def test_loader_errors_name_what_is_missing(comfy, v1_files, node_class_module, 
     broken = comfy.models / "easyanimate" / "PixArt-no-vae"
     shutil.copytree(v1_files.base, broken)
     shutil.rmtree(broken / "vae")
-    loader = node_class_module("AnimateSuiteEasyAnimateV1Loader")()
+    loader = node_class_module("AnimateSuiteEasyAnimateV1Loader")
     with pytest.raises(errors.ModelNotFoundError, match="'vae/'"):
-        loader.load("easyanimate/PixArt-no-vae", tiny.V1_MOTION_MODULE, "fp32")
+        loader.execute("easyanimate/PixArt-no-vae", tiny.V1_MOTION_MODULE, "fp32")
     other = tiny.write_lora(comfy.models / "easyanimate" / "not_a_motion_module.safetensors",
                             {"lora_unet__proj_out": (32, 64)})
     with pytest.raises(errors.CheckpointMismatchError, match="missing keys: transformer_blocks.0.attn_temporal"):
-        loader.load(V1_BASE, other.name, "fp32")
+        loader.execute(V1_BASE, other.name, "fp32")
     with pytest.raises(errors.InputError):
-        loader.load("easyanimate/../..", tiny.V1_MOTION_MODULE, "fp32")
+        loader.execute("easyanimate/../..", tiny.V1_MOTION_MODULE, "fp32")
 
 
 def test_v51_through_the_same_sampler_node(comfy, run_node, node_class_module, errors):

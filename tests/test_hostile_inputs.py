@@ -267,9 +267,9 @@ def test_node_inputs_nan_fps_nul_names_and_escaping_live_photo_prefixes(comfy):
     nodes = comfy.package.NODE_CLASS_MAPPINGS
     frames = torch.rand(2, 16, 16, 3)
     for call, name in (
-        (lambda: nodes["AnimateSuiteSaveAnimation"]().save(frames, float("nan"), "AnimateSuite/x", "gif", 0, 85), "fps"),
-        (lambda: nodes["AnimateSuiteSaveLivePhoto"]().save(frames, float("nan"), "AnimateSuite/x", -1, 85), "fps"),
-        (lambda: nodes["AnimateSuiteSaveLivePhoto"]().save(frames, 8.0, "../../escape/x", -1, 85), "filename_prefix"),
+        (lambda: nodes["AnimateSuiteSaveAnimation"].execute(frames, float("nan"), "AnimateSuite/x", "gif", 0, 85), "fps"),
+        (lambda: nodes["AnimateSuiteSaveLivePhoto"].execute(frames, float("nan"), "AnimateSuite/x", -1, 85), "fps"),
+        (lambda: nodes["AnimateSuiteSaveLivePhoto"].execute(frames, 8.0, "../../escape/x", -1, 85), "filename_prefix"),
         (lambda: comfy.module("nodes.clipart").svg_path("cat\x00.svg"), "svg"),
         (lambda: comfy.module("nodes.video_nodes").input_video_path("clip\x00.mp4"), "video"),
     ):

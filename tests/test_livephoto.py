@@ -134,11 +134,11 @@ def test_save_live_photo_node_writes_a_pair_per_run(comfy, run_node):
 
 
 def test_save_live_photo_node_returns_both_files_for_the_ui(comfy, node_class):
-    node = node_class("AnimateSuiteSaveLivePhoto")()
-    out = node.save(torch.rand(3, 16, 16, 3), 5.0, "tests/ui", 1, 80)
-    files = out["ui"]["live_photo"]
+    node = node_class("AnimateSuiteSaveLivePhoto")
+    out = node.execute(torch.rand(3, 16, 16, 3), 5.0, "tests/ui", 1, 80)
+    files = out.ui["live_photo"]
     assert [f["filename"][-4:] for f in files] == [".jpg", ".mov"]
-    assert out["ui"]["images"] == files[:1] and out["result"][0] == out["ui"]["content_identifier"][0]
+    assert out.ui["images"] == files[:1] and out.result[0] == out.ui["content_identifier"][0]
     errors = comfy.module("core.errors")
     with pytest.raises(errors.InputError, match="still_frame"):
-        node.save(torch.rand(3, 16, 16, 3), 5.0, "tests/ui", 3, 80)
+        node.execute(torch.rand(3, 16, 16, 3), 5.0, "tests/ui", 3, 80)

@@ -50,6 +50,13 @@ def test_registry_metadata():
     assert "Repository" in project["project"]["urls"]
 
 
+def test_requires_comfyui_names_a_version_with_the_typed_node_schema():
+    # The nodes are comfy_api.latest io.ComfyNode classes; the real-ComfyUI suite runs them in 0.3.64.
+    required = _pyproject()["tool"]["comfy"]["requires-comfyui"]
+    match = re.fullmatch(r">=(\d+)\.(\d+)\.(\d+)", required)
+    assert match and tuple(map(int, match.groups())) >= (0, 3, 64), required
+
+
 def test_ci_runs_the_readme_test_command():
     readme = (REPO / "README.md").read_text()
     assert "<!-- test-command -->" in readme

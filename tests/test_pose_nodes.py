@@ -48,13 +48,13 @@ def _images(*people_per_frame, size=(480, 640), channels=3) -> torch.Tensor:
 def _estimate(node_class, dwpose, images, convention="stableanimator", **options):
     settings = dict(body=True, hands=True, face=True, width=0, height=0)
     settings.update(options)
-    return node_class("AnimateSuiteDWPoseEstimator")().estimate(dwpose, images, convention, **settings)
+    return node_class("AnimateSuiteDWPoseEstimator").execute(dwpose, images, convention, **settings).result
 
 
 @pytest.fixture(scope="module")
 def dwpose(comfy, dwpose_files):
     cls = comfy.package.NODE_CLASS_MAPPINGS["AnimateSuiteDWPoseLoader"]
-    return cls().load("yolox_l.onnx", "dw-ll_ucoco_384.onnx", "cpu")[0]
+    return cls.execute("yolox_l.onnx", "dw-ll_ucoco_384.onnx", "cpu")[0]
 
 
 def test_loader_lists_the_default_names_and_loads_from_the_dwpose_folder(node_class, dwpose):
@@ -106,7 +106,7 @@ def test_bad_images_give_input_errors(node_class, dwpose, errors):
 
 def test_missing_model_file_names_the_folders(node_class, comfy, errors):
     with pytest.raises(errors.ModelNotFoundError, match="dwpose"):
-        node_class("AnimateSuiteDWPoseLoader")().load("missing.onnx", "dw-ll_ucoco_384.onnx", "cpu")
+        node_class("AnimateSuiteDWPoseLoader").execute("missing.onnx", "dw-ll_ucoco_384.onnx", "cpu")
 
 
 def test_model_dir_reads_files_from_a_registered_folder_key(node_class, comfy, dwpose_files, tmp_path, errors):
@@ -116,24 +116,24 @@ def test_model_dir_reads_files_from_a_registered_folder_key(node_class, comfy, d
     for name in ("yolox_l.onnx", "dw-ll_ucoco_384.onnx"):
         shutil.copy(dwpose_files / name, target / name)
     comfy.folder_paths.add_model_folder_path("aux_ckpts", str(ckpts))  # what an extra_model_paths.yaml key does
-    loader = node_class("AnimateSuiteDWPoseLoader")()
-    model = loader.load("yolox_l.onnx", "dw-ll_ucoco_384.onnx", "cpu", model_dir="aux_ckpts/yzd-v/DWPose")[0]
+    loader = node_class("AnimateSuiteDWPoseLoader")
+    model = loader.execute("yolox_l.onnx", "dw-ll_ucoco_384.onnx", "cpu", model_dir="aux_ckpts/yzd-v/DWPose")[0]
     assert model.pose.path.parent == target
     with pytest.raises(errors.InputError, match="leaves the 'aux_ckpts' folder"):
-        loader.load("yolox_l.onnx", "dw-ll_ucoco_384.onnx", "cpu", model_dir="aux_ckpts/../../etc")
+        loader.execute("yolox_l.onnx", "dw-ll_ucoco_384.onnx", "cpu", model_dir="aux_ckpts/../../etc")
     with pytest.raises(errors.InputError, match="not a model folder ComfyUI knows"):
-        loader.load("yolox_l.onnx", "dw-ll_ucoco_384.onnx", "cpu", model_dir="/etc")
+        loader.execute("yolox_l.onnx", "dw-ll_ucoco_384.onnx", "cpu", model_dir="/etc")
 
 
 def test_render_align_smooth_and_fit_nodes(node_class, dwpose):
     _, reference = _estimate(node_class, dwpose, _images([LEFT]))
     _, driving = _estimate(node_class, dwpose, _images([(80, 100, 180, 300)], [(90, 110, 190, 310)], [(85, 120, 185, 320)]))
-    aligned = node_class("AnimateSuiteAlignPose")().align(reference, driving, "global")[0]
+    aligned = node_class("AnimateSuiteAlignPose").execute(reference, driving, "global")[0]
     assert len(aligned) == 3 and aligned[0]["canvas_width"] == 640
-    smoothed = node_class("AnimateSuiteSmoothPose")().smooth(aligned, 1, 1.0)[0]
-    fitted = node_class("AnimateSuiteFitPose")().fit(smoothed, 512, 512, "pad")[0]
+    smoothed = node_class("AnimateSuiteSmoothPose").execute(aligned, 1, 1.0)[0]
+    fitted = node_class("AnimateSuiteFitPose").execute(smoothed, 512, 512, "pad")[0]
     assert (fitted[0]["canvas_width"], fitted[0]["canvas_height"]) == (512, 512)
-    images = node_class("AnimateSuiteRenderPose")().render(fitted, "stableanimator", True, True, True, 0, 0)[0]
+    images = node_class("AnimateSuiteRenderPose").execute(fitted, "stableanimator", True, True, True, 0, 0)[0]
     assert tuple(images.shape) == (3, 512, 512, 3) and images.any()
 
 
@@ -142,47 +142,47 @@ def test_render_node_accepts_another_packs_pose_keypoint(node_class):
     value = [{"people": [{"pose_keypoints_2d": body, "face_keypoints_2d": None,
                           "hand_left_keypoints_2d": None, "hand_right_keypoints_2d": None}],
               "canvas_width": 512, "canvas_height": 512}]
-    images = node_class("AnimateSuiteRenderPose")().render(value, "controlnet_aux", True, True, True, 0, 0)[0]
+    images = node_class("AnimateSuiteRenderPose").execute(value, "controlnet_aux", True, True, True, 0, 0)[0]
     assert tuple(images.shape) == (1, 512, 512, 3) and images.any()
 
 
 def test_pose_json_save_and_load(node_class, comfy, dwpose, errors):
     _, pose_keypoint = _estimate(node_class, dwpose, _images([LEFT], []))
-    result = node_class("AnimateSuiteSavePoseJSON")().save(pose_keypoint, "tests/poses")
-    name = result["ui"]["text"][0]
+    result = node_class("AnimateSuiteSavePoseJSON").execute(pose_keypoint, "tests/poses")
+    name = result.ui["text"][0]
     saved = comfy.output / "tests" / name
     assert saved.is_file() and json.loads(saved.read_text()) == json.loads(json.dumps(pose_keypoint))
     shutil.copy(saved, comfy.input / "walk.json")
     assert "walk.json" in node_class("AnimateSuiteLoadPoseJSON").INPUT_TYPES()["required"]["file"][0]
-    loaded = node_class("AnimateSuiteLoadPoseJSON")().load("walk.json")[0]
+    loaded = node_class("AnimateSuiteLoadPoseJSON").execute("walk.json")[0]
     assert loaded == json.loads(saved.read_text())
     with pytest.raises(errors.InputError, match="outside ComfyUI's input folder"):
-        node_class("AnimateSuiteLoadPoseJSON")().load("../output/tests/" + name)
+        node_class("AnimateSuiteLoadPoseJSON").execute("../output/tests/" + name)
     with pytest.raises(errors.InputError, match="filename_prefix"):
-        node_class("AnimateSuiteSavePoseJSON")().save(pose_keypoint, "../../escape")
+        node_class("AnimateSuiteSavePoseJSON").execute(pose_keypoint, "../../escape")
 
 
 def test_face_nodes(node_class, comfy, face_pack):
-    analysis = node_class("AnimateSuiteFaceAnalysisLoader")().load("buffalo_l", "cpu")[0]
+    analysis = node_class("AnimateSuiteFaceAnalysisLoader").execute("buffalo_l", "cpu")[0]
     frames = np.full((2, 480, 640, 3), 40, np.uint8)
     tiny.draw_face(frames[0], 100, 80, 220, 240)
     images = torch.from_numpy(frames).float() / 255.0
-    masks = node_class("AnimateSuiteFaceMask")().mask(analysis, images, "boxes", 0, 0, "rgb")[0]
+    masks = node_class("AnimateSuiteFaceMask").execute(analysis, images, "boxes", 0, 0, "rgb")[0]
     assert tuple(masks.shape) == (2, 480, 640)
     assert masks[0, 80:241, 100:221].min() == 1 and masks[0].sum() == 121 * 161
     assert masks[1].min() == 1  # no face: the whole frame, as StableAnimator does
-    hull = node_class("AnimateSuiteFaceMask")().mask(analysis, images, "landmark_hull", 4, 2, "rgb")[0]
+    hull = node_class("AnimateSuiteFaceMask").execute(analysis, images, "landmark_hull", 4, 2, "rgb")[0]
     assert 0 < hull[0].sum() and hull[1].sum() == 0
-    embeds = node_class("AnimateSuiteFaceEmbedding")().embed(analysis, images, "rgb")[0]
+    embeds = node_class("AnimateSuiteFaceEmbedding").execute(analysis, images, "rgb")[0]
     assert tuple(embeds.shape) == (2, 512) and embeds.dtype == torch.float32
     assert embeds[0].abs().sum() > 0 and embeds[1].abs().sum() == 0
 
 
 def test_face_mask_hull_from_dwpose_points(node_class, comfy, face_pack, dwpose):
-    analysis = node_class("AnimateSuiteFaceAnalysisLoader")().load("buffalo_l", "cpu")[0]
+    analysis = node_class("AnimateSuiteFaceAnalysisLoader").execute("buffalo_l", "cpu")[0]
     images = _images([LEFT])
     _, pose_keypoint = _estimate(node_class, dwpose, images)
-    mask = node_class("AnimateSuiteFaceMask")().mask(analysis, images, "landmark_hull", 0, 0, "rgb", pose_keypoint)[0]
+    mask = node_class("AnimateSuiteFaceMask").execute(analysis, images, "landmark_hull", 0, 0, "rgb", pose_keypoint)[0]
     face = np.array(pose_keypoint[0]["people"][0]["animate_suite_wholebody"]).reshape(134, 3)[24:92]
     inside = face[face[:, 2] >= 0.3, :2]
     lo, hi = inside.min(0), inside.max(0)

@@ -83,11 +83,11 @@ def test_wrong_family_checkpoint_fails_with_a_clear_message(comfy, installed, ru
 
 def test_bad_sampler_input_names_the_input(installed, run_node, node_class, comfy):
     (model,) = run_node("AnimateSuiteSVDLoader", model=FOLDER_CHOICE, precision="fp32")
-    node = node_class("AnimateSuiteSVDImageToVideo")()
+    node = node_class("AnimateSuiteSVDImageToVideo")
     with pytest.raises(comfy.module("core.errors").InputError, match="context_overlap"):
-        node.generate(**_sampler_inputs(model, frames=9, context_frames=4, context_overlap=4))
+        node.execute(**_sampler_inputs(model, frames=9, context_frames=4, context_overlap=4))
     with pytest.raises(comfy.module("core.errors").InputError, match="svd_model"):
-        node.generate(**_sampler_inputs("not a model"))
+        node.execute(**_sampler_inputs("not a model"))
 
 
 def test_out_of_memory_becomes_advice(installed, run_node, node_class, comfy, monkeypatch):
@@ -98,5 +98,5 @@ def test_out_of_memory_becomes_advice(installed, run_node, node_class, comfy, mo
 
     monkeypatch.setattr(model.parts.unet, "forward", out_of_memory)
     with pytest.raises(torch.cuda.OutOfMemoryError) as error:
-        node_class("AnimateSuiteSVDImageToVideo")().generate(**_sampler_inputs(model))
+        node_class("AnimateSuiteSVDImageToVideo").execute(**_sampler_inputs(model))
     assert "decode_chunk_size" in str(error.value) and "--lowvram" in str(error.value)

@@ -1,4 +1,4 @@
-"""Checks of V1 node definitions and of UI-format workflows against them.
+"""Checks of node definitions (v1 dicts and typed v3 schemas, through the V1 view ComfyUI serves) and of UI-format workflows against them.
 
 A UI-format workflow (what ComfyUI saves and the template browser loads) stores widget values by
 position, so a node whose inputs change silently breaks saved workflows; these checks catch that.
@@ -54,7 +54,7 @@ def widget_slots(input_types: dict) -> list[tuple[str, object]]:
 
 
 def check_node_definition(name: str, cls) -> list[str]:
-    """Problems with one V1 node class (empty when it is well formed)."""
+    """Problems with one node class (empty when it is well formed)."""
     problems = []
     input_types = cls.INPUT_TYPES()
     if set(input_types) - {"required", "optional", "hidden"}:
@@ -63,20 +63,29 @@ def check_node_definition(name: str, cls) -> list[str]:
         for input_name, spec in (input_types.get(section) or {}).items():
             problems += [f"{name}.{input_name}: {p}" for p in _check_input_spec(spec)]
     returns = cls.RETURN_TYPES
-    if not isinstance(returns, tuple) or not all(isinstance(t, str) for t in returns):
-        problems.append(f"{name}: RETURN_TYPES must be a tuple of strings")
+    if not isinstance(returns, (tuple, list)) or not all(isinstance(t, str) for t in returns):
+        problems.append(f"{name}: RETURN_TYPES must be a sequence of strings")
     for attribute in ("RETURN_NAMES", "OUTPUT_TOOLTIPS"):
         value = getattr(cls, attribute, None)
         if value is not None and len(value) != len(returns):
             problems.append(f"{name}: {attribute} has {len(value)} entries for {len(returns)} outputs")
-    function = getattr(cls, cls.FUNCTION, None)
+    function = node_function(cls)
     if function is None:
         problems.append(f"{name}: FUNCTION '{cls.FUNCTION}' is not a method")
     else:
-        problems += _check_signature(name, function, input_types)
+        # A typed node reads its hidden inputs from cls.hidden, not from arguments.
+        passed = {k: v for k, v in input_types.items() if k != "hidden" or not hasattr(cls, "define_schema")}
+        problems += _check_signature(name, function, passed)
     if not returns and not getattr(cls, "OUTPUT_NODE", False):
         problems.append(f"{name}: has no outputs and is not an OUTPUT_NODE")
     return problems
+
+
+def node_function(cls):
+    """What ComfyUI runs: a typed (v3) node's ``execute`` (its FUNCTION is a generic wrapper), a v1 node's FUNCTION."""
+    if hasattr(cls, "define_schema"):
+        return cls.execute
+    return getattr(cls, cls.FUNCTION, None)
 
 
 def _check_input_spec(spec) -> list[str]:

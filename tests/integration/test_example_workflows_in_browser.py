@@ -4,7 +4,8 @@ One test per ``example_workflows/*.json`` (a new file is covered by adding it). 
 run_workflow.mjs`` loads it with ``app.loadGraphData``, shrinks the expensive widgets (``SHRINK``) so it
 finishes on CPU, queues it with ``app.queuePrompt`` and reports what the page shows. Asserted, all at
 once so one run lists every problem of a workflow: every node type known, no dialog on load (missing
-nodes, missing models), the prompt accepted (no validation error), success, each output node's files on
+nodes, missing models), every pack node's widget values right after loading equal to those stored in the
+file (before the shrinking; a node whose widgets moved would shift them), the prompt accepted (no validation error), success, each output node's files on
 disk and a visible preview in it, no overlapping node boxes after the run, no console error from the
 pack's web extension. Screenshots and the per-workflow table go to ``tests/integration/results/``.
 """
@@ -89,6 +90,7 @@ def report_problems(report: dict, expected: dict[str, str], base) -> list[str]:
     if report["missingNodeTypes"]:
         problems.append(f"node types the server does not know: {report['missingNodeTypes']}")
     problems += [f"dialog on load: {text}" for text in report["dialogsOnLoad"]]
+    problems += [f"widget values changed on load: {text}" for text in report["widgetMismatches"]]
     reply = report.get("promptReply") or {}
     if report["promptStatus"] != 200 or reply.get("node_errors"):
         problems.append(f"prompt refused ({report['promptStatus']}): {json.dumps(reply)[:1500]}")

@@ -5,7 +5,8 @@
 //        --shrink '{"lower": {"steps": 2}, "zeroMeansPreset": []}' \
 //        --screenshot out.png [--timeout 900]
 //
-// Report: missing node types, dialogs open after loading, the /prompt reply (validation errors), the
+// Report: missing node types, dialogs open after loading, the pack's nodes whose loaded widget values differ
+// from the stored ones, the /prompt reply (validation errors), the
 // /history status and outputs, the preview each output node shows, overlapping node boxes after the run,
 // console errors and failed requests of the pack's web extension.
 import { readFileSync } from "node:fs";
@@ -96,6 +97,28 @@ async function previews(page, nodeIds) {
   }, nodeIds);
 }
 
+// The pack's nodes whose widget values, right after loading (before any shrinking), differ from the values
+// stored in the workflow file: what a saved workflow would lose if a node's widgets moved.
+async function widgetMismatches(page, workflow) {
+  return page.evaluate((wf) => {
+    const mismatches = [];
+    for (const saved of wf.nodes) {
+      if (!saved.type.startsWith("AnimateSuite") || !Array.isArray(saved.widgets_values)) continue;
+      const node = window.app.graph.getNodeById(saved.id);
+      const loaded = node ? node.serialize().widgets_values : null;
+      if (JSON.stringify(loaded) !== JSON.stringify(saved.widgets_values))
+        mismatches.push(`${saved.type}#${saved.id}: saved ${JSON.stringify(saved.widgets_values)}, loaded ${JSON.stringify(loaded)}`);
+      // Each value must also suit the widget it landed in (a value shifted by one slot usually does not).
+      for (const widget of node?.widgets ?? []) {
+        const expected = { number: "number", toggle: "boolean", combo: "string", text: "string", customtext: "string" }[widget.type];
+        if (expected && widget.name !== "control_after_generate" && typeof widget.value !== expected)
+          mismatches.push(`${saved.type}#${saved.id}.${widget.name} (${widget.type}) holds ${JSON.stringify(widget.value)}`);
+      }
+    }
+    return mismatches;
+  }, workflow);
+}
+
 async function nodeBoxes(page) {
   return page.evaluate(() => window.app.graph._nodes.map((node) => {
     const [x, y, w, h] = node.getBounding();
@@ -160,6 +183,8 @@ async function main() {
     report.missingNodeTypes = await page.evaluate((wf) =>
       [...new Set(wf.nodes.map((n) => n.type))].filter((type) => !(type in window.LiteGraph.registered_node_types)), workflow);
     report.dialogsOnLoad = await visibleDialogs(page);
+    report.widgetsChecked = workflow.nodes.filter((n) => n.type.startsWith("AnimateSuite") && Array.isArray(n.widgets_values)).length;
+    report.widgetMismatches = await widgetMismatches(page, workflow);
     await closeDialogs(page);
     report.shrunk = await shrinkWidgets(page, shrink);
 
