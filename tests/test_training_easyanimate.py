@@ -129,15 +129,15 @@ def test_the_exported_file_drops_into_the_easyanimate_nodes(trained, files, comf
     (export,) = trained.result.exports
     if trained.mode == "motion_module":
         shutil.copy(export, comfy.models / "easyanimate" / "trained_mm.safetensors")
-        (model,) = mapping["AnimateSuiteEasyAnimateV1Loader"]().load(f"easyanimate/{base_name}", "trained_mm.safetensors", "fp32")
+        (model,) = mapping["AnimateSuiteEasyAnimateV1Loader"].execute(f"easyanimate/{base_name}", "trained_mm.safetensors", "fp32").result
         trained_state = trained.task.net.transformer.state_dict()
         assert all(torch.equal(v, trained_state[k]) for k, v in model.components.transformer.state_dict().items())
         return
     shutil.copy(files.v1.motion_module, comfy.models / "easyanimate" / "tiny_v1_mm.safetensors")
     (comfy.models / "loras").mkdir(exist_ok=True)
     shutil.copy(export, comfy.models / "loras" / "trained_easyanimate_lora.safetensors")
-    (model,) = mapping["AnimateSuiteEasyAnimateV1Loader"]().load(f"easyanimate/{base_name}", "tiny_v1_mm.safetensors", "fp32")
-    (with_lora,) = mapping["AnimateSuiteEasyAnimateLoRA"]().apply(model, "trained_easyanimate_lora.safetensors", 1.0)
+    (model,) = mapping["AnimateSuiteEasyAnimateV1Loader"].execute(f"easyanimate/{base_name}", "tiny_v1_mm.safetensors", "fp32").result
+    (with_lora,) = mapping["AnimateSuiteEasyAnimateLoRA"].execute(model, "trained_easyanimate_lora.safetensors", 1.0).result
     transformer, text_encoder = model.components.transformer, model.components.text_encoder
     assert set(with_lora.patchers["transformer"].patches) == {f"{p}.weight" for p in linear_paths(transformer)}
     assert set(with_lora.patchers["text_encoder"].patches) == {f"{p}.weight" for p in linear_paths(text_encoder)}
