@@ -12,9 +12,10 @@ from ..pipelines.animate_anyone.settings import FITS, AnimateAnyoneSettings
 from ..core.errors import InputError
 from . import comfy_bridge
 
+io = comfy_bridge.io
 CATEGORY = "Animate Suite/AnimateAnyone"
 FOLDER = "animate_anyone"
-MODEL_TYPE = "ANIMATESUITE_ANIMATE_ANYONE"
+MODEL = comfy_bridge.ANIMATE_ANYONE_MODEL
 RELEASED = {
     "denoising_unet": ("denoising_unet.pth", "The denoising UNet (SD1.5 layout), denoising_unet.pth from patrolli/AnimateAnyone."),
     "reference_unet": ("reference_unet.pth", "The ReferenceNet, reference_unet.pth."),
@@ -56,39 +57,35 @@ def _resolve(choice: str, allowed: tuple[str, ...], input_name: str) -> Path:
     return Path(comfy_bridge.model_file_path(key, name, input_name))
 
 
-class AnimateSuiteAnimateAnyoneLoader:
+class AnimateSuiteAnimateAnyoneLoader(io.ComfyNode):
     DISPLAY_NAME = "AnimateAnyone Loader (Animate Suite)"
-    DESCRIPTION = ("Loads the released Moore-AnimateAnyone weights (denoising UNet, ReferenceNet, PoseGuider, motion "
-                   "modules) with the sd-image-variations CLIP image encoder and the sd-vae-ft-mse VAE. Every key of "
-                   "every file is checked; each model is managed (offloaded) by ComfyUI on its own.")
-    CATEGORY = CATEGORY
-    FUNCTION = "load"
-    RETURN_TYPES = (MODEL_TYPE,)
-    RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The AnimateAnyone models, for the AnimateAnyone sampler.",)
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def define_schema(cls):
         weights = comfy_bridge.file_choices(FOLDER)
-        required = {
-            role: comfy_bridge.listing_input(weights, f"{tooltip} Looked up in models/{FOLDER}.", **_default(weights, name))
-            for role, (name, tooltip) in RELEASED.items()
-        }
         encoders = _folder_weights(IMAGE_ENCODER_FILES, "clip_vision")
         vaes = _folder_weights(VAE_FILES, "vae")
-        required["image_encoder"] = comfy_bridge.listing_input(
-            encoders, "CLIP ViT-L/14 image encoder with projection: the weights file inside the image_encoder/ folder of "
-            "lambdalabs/sd-image-variations-diffusers (in models/animate_anyone), or one such file in models/clip_vision.",
-            **_default(encoders, "image_encoder"))
-        required["vae"] = comfy_bridge.listing_input(
-            vaes, "The sd-vae-ft-mse VAE: the weights file inside its diffusers folder (in models/animate_anyone) or a "
-            "single VAE file in models/vae (e.g. vae-ft-mse-840000-ema-pruned.safetensors).",
-            **_default(vaes, "sd-vae-ft-mse"))
-        required["precision"] = (list(comfy_bridge.PRECISIONS), {
-            "default": "auto", "tooltip": "Compute precision. auto: bf16 or fp16 on GPUs that run them well, fp32 on CPU."})
-        return {"required": required}
+        released = [comfy_bridge.file_combo(role, weights, f"{tooltip} Looked up in models/{FOLDER}.", **_default(weights, name))
+                    for role, (name, tooltip) in RELEASED.items()]
+        return comfy_bridge.schema(
+            cls, "Loads the released Moore-AnimateAnyone weights (denoising UNet, ReferenceNet, PoseGuider, motion "
+            "modules) with the sd-image-variations CLIP image encoder and the sd-vae-ft-mse VAE. Every key of "
+            "every file is checked; each model is managed (offloaded) by ComfyUI on its own.", CATEGORY,
+            inputs=released + [
+                comfy_bridge.file_combo(
+                    "image_encoder", encoders, "CLIP ViT-L/14 image encoder with projection: the weights file inside the "
+                    "image_encoder/ folder of lambdalabs/sd-image-variations-diffusers (in models/animate_anyone), or one "
+                    "such file in models/clip_vision.", **_default(encoders, "image_encoder")),
+                comfy_bridge.file_combo(
+                    "vae", vaes, "The sd-vae-ft-mse VAE: the weights file inside its diffusers folder (in "
+                    "models/animate_anyone) or a single VAE file in models/vae (e.g. vae-ft-mse-840000-ema-pruned.safetensors).",
+                    **_default(vaes, "sd-vae-ft-mse")),
+                comfy_bridge.precision_input("Compute precision. auto: bf16 or fp16 on GPUs that run them well, fp32 on CPU."),
+            ],
+            outputs=[comfy_bridge.output(MODEL, "model", "The AnimateAnyone models, for the AnimateAnyone sampler.")])
 
-    def load(self, denoising_unet, reference_unet, pose_guider, motion_module, image_encoder, vae, precision):
+    @classmethod
+    def execute(cls, denoising_unet, reference_unet, pose_guider, motion_module, image_encoder, vae, precision):
         from ..pipelines.animate_anyone.loading import AnimateAnyoneFiles, load_models
 
         dtype = comfy_bridge.pick_dtype(precision)
@@ -103,45 +100,40 @@ class AnimateSuiteAnimateAnyoneLoader:
         # behind: it is small, so always load it whole.
         patchers = [comfy_bridge.make_patcher(module, streamable=name != "image_encoder")
                     for name, module in models.modules().items()]
-        return (AnimateAnyoneModel(models, patchers, dtype),)
+        return io.NodeOutput(AnimateAnyoneModel(models, patchers, dtype))
 
 
-class AnimateSuiteAnimateAnyoneSampler:
+class AnimateSuiteAnimateAnyoneSampler(io.ComfyNode):
     DISPLAY_NAME = "AnimateAnyone Sampler (Animate Suite)"
-    DESCRIPTION = ("Animates the character of a reference image along a sequence of rendered poses (DWPose skeletons, "
-                   "e.g. a pose video): one output frame per pose frame. Long sequences are sampled in overlapping "
-                   "context windows; the reference features are computed once per job.")
-    CATEGORY = CATEGORY
-    FUNCTION = "sample"
-    RETURN_TYPES = ("IMAGE", "FLOAT")
-    RETURN_NAMES = ("frames", "fps")
-    OUTPUT_TOOLTIPS = ("The animated frames, one per pose frame.",
-                       f"The pose video's fps when pose_fps is connected, else {DEFAULT_FPS:g}.")
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": (MODEL_TYPE, {"tooltip": "From the AnimateAnyone Loader."}),
-                "reference_image": ("IMAGE", {"tooltip": "The character to animate (one image). An alpha channel is ignored: put the character on a background first."}),
-                "pose_frames": ("IMAGE", {"tooltip": "Rendered pose frames (DWPose skeletons on black), best aligned to the reference. Frames of another size are resized to width x height (see fit)."}),
-                "width": ("INT", {"default": 512, "min": 64, "max": 2048, "step": 8, "tooltip": "Output width, a multiple of 8."}),
-                "height": ("INT", {"default": 784, "min": 64, "max": 2048, "step": 8, "tooltip": "Output height, a multiple of 8."}),
-                "steps": ("INT", {"default": 30, "min": 1, "max": 200, "tooltip": "DDIM steps."}),
-                "guidance": ("FLOAT", {"default": 3.5, "min": 0.0, "max": 20.0, "step": 0.1, "tooltip": "Classifier-free guidance scale; 1 or less turns guidance off (twice as fast; as in the reference, overlapping windows are then summed, so use context_overlap 0)."}),
-                "seed": ("INT", {"default": 42, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "Seed of the initial noise (drawn on the CPU: the same video on any device)."}),
-                "context_frames": ("INT", {"default": 24, "min": 1, "max": 32, "tooltip": "Frames per context window (the motion modules handle at most 32)."}),
-                "context_overlap": ("INT", {"default": 4, "min": 0, "max": 31, "tooltip": "Frames shared by neighbouring windows; less than context_frames."}),
-                "context_stride": ("INT", {"default": 1, "min": 1, "max": 8, "tooltip": "1: consecutive windows only; more adds windows over every 2nd, 4th, ... frame."}),
-                "fit": (list(FITS), {"default": "stretch", "tooltip": "How the reference and pose frames of another aspect reach width x height: stretch (as the reference), centre-crop or pad with black."}),
-            },
-            "optional": {
-                "pose_fps": ("FLOAT", {"forceInput": True, "default": DEFAULT_FPS, "min": 0.0, "max": 1000.0, "tooltip": "The pose video's fps (e.g. from Load Video), passed through to the fps output."}),
-            },
-        }
+    def define_schema(cls):
+        return comfy_bridge.schema(
+            cls, "Animates the character of a reference image along a sequence of rendered poses (DWPose skeletons, "
+            "e.g. a pose video): one output frame per pose frame. Long sequences are sampled in overlapping "
+            "context windows; the reference features are computed once per job.", CATEGORY,
+            inputs=[
+                MODEL.Input("model", tooltip="From the AnimateAnyone Loader."),
+                io.Image.Input("reference_image", tooltip="The character to animate (one image). An alpha channel is ignored: put the character on a background first."),
+                io.Image.Input("pose_frames", tooltip="Rendered pose frames (DWPose skeletons on black), best aligned to the reference. Frames of another size are resized to width x height (see fit)."),
+                io.Int.Input("width", default=512, min=64, max=2048, step=8, tooltip="Output width, a multiple of 8."),
+                io.Int.Input("height", default=784, min=64, max=2048, step=8, tooltip="Output height, a multiple of 8."),
+                io.Int.Input("steps", default=30, min=1, max=200, tooltip="DDIM steps."),
+                io.Float.Input("guidance", default=3.5, min=0.0, max=20.0, step=0.1, tooltip="Classifier-free guidance scale; 1 or less turns guidance off (twice as fast; as in the reference, overlapping windows are then summed, so use context_overlap 0)."),
+                comfy_bridge.seed_input(42, 0xFFFFFFFFFFFFFFFF, "Seed of the initial noise (drawn on the CPU: the same video on any device)."),
+                io.Int.Input("context_frames", default=24, min=1, max=32, tooltip="Frames per context window (the motion modules handle at most 32)."),
+                io.Int.Input("context_overlap", default=4, min=0, max=31, tooltip="Frames shared by neighbouring windows; less than context_frames."),
+                io.Int.Input("context_stride", default=1, min=1, max=8, tooltip="1: consecutive windows only; more adds windows over every 2nd, 4th, ... frame."),
+                comfy_bridge.combo("fit", FITS, "How the reference and pose frames of another aspect reach width x height: stretch (as the reference), centre-crop or pad with black.", default="stretch"),
+                io.Float.Input("pose_fps", default=DEFAULT_FPS, min=0.0, max=1000.0, force_input=True, optional=True,
+                               tooltip="The pose video's fps (e.g. from Load Video), passed through to the fps output."),
+            ],
+            outputs=[comfy_bridge.output(io.Image, "frames", "The animated frames, one per pose frame."),
+                     comfy_bridge.output(io.Float, "fps", f"The pose video's fps when pose_fps is connected, else {DEFAULT_FPS:g}.")])
 
-    def sample(self, model, reference_image, pose_frames, width, height, steps, guidance, seed, context_frames,
-               context_overlap, context_stride, fit, pose_fps=None):
+    @classmethod
+    def execute(cls, model, reference_image, pose_frames, width, height, steps, guidance, seed, context_frames,
+                context_overlap, context_stride, fit, pose_fps=None):
         from ..pipelines.animate_anyone.pipeline import animate
 
         if not isinstance(model, AnimateAnyoneModel):
@@ -154,7 +146,7 @@ class AnimateSuiteAnimateAnyoneSampler:
         with comfy_bridge.out_of_memory_advice("animating with AnimateAnyone", advice):
             result = animate(model.models, reference_image, pose_frames, settings, context)
         fps = float(pose_fps) if pose_fps else DEFAULT_FPS
-        return (comfy_bridge.to_intermediate(result.frames), fps)
+        return io.NodeOutput(comfy_bridge.to_intermediate(result.frames), fps)
 
 
 NODE_CLASSES = [AnimateSuiteAnimateAnyoneLoader, AnimateSuiteAnimateAnyoneSampler]

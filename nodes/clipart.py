@@ -17,9 +17,10 @@ from ..core.errors import InputError
 from . import comfy_bridge
 
 log = logging.getLogger("animate_suite")
+io = comfy_bridge.io
 CATEGORY = "Animate Suite/AniClipart"
-CLIPART = "ANIMATESUITE_CLIPART"
-CLIPART_ANIMATION = "ANIMATESUITE_CLIPART_ANIMATION"
+CLIPART = comfy_bridge.CLIPART
+CLIPART_ANIMATION = comfy_bridge.CLIPART_ANIMATION
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 EXAMPLE_LABEL = "(pack example) "
 KEYPOINT_SOURCES = ("side files, else detect", "detect")
@@ -51,42 +52,38 @@ def _rig_settings(max_tri_area: float, min_tri_angle: float):
     return RigSettings(max_tri_area=max_tri_area, min_tri_angle=min_tri_angle)
 
 
-MESH_INPUTS = {
-    "max_tri_area": ("FLOAT", {"default": 30.0, "min": 2.0, "max": 1000.0, "step": 1.0,
-                               "tooltip": "Largest mesh triangle in canvas pixels² (AniClipart: 30). Smaller is smoother and slower."}),
-    "min_tri_angle": ("FLOAT", {"default": 20.0, "min": 5.0, "max": 33.0, "step": 1.0,
-                                "tooltip": "Smallest mesh triangle angle in degrees (AniClipart: 20)."}),
-}
+def mesh_inputs() -> list:
+    return [
+        io.Float.Input("max_tri_area", default=30.0, min=2.0, max=1000.0, step=1.0,
+                       tooltip="Largest mesh triangle in canvas pixels² (AniClipart: 30). Smaller is smoother and slower."),
+        io.Float.Input("min_tri_angle", default=20.0, min=5.0, max=33.0, step=1.0,
+                       tooltip="Smallest mesh triangle angle in degrees (AniClipart: 20)."),
+    ]
 
 
-class AnimateSuiteLoadClipart:
+class AnimateSuiteLoadClipart(io.ComfyNode):
     DISPLAY_NAME = "Load Clipart SVG (Animate Suite)"
-    DESCRIPTION = ("Loads an SVG from ComfyUI's input folder (or a pack example), fits it into the working canvas and "
-                   "rigs it: keypoints and bones from AniClipart side files (<name>_keypoint.svg, <name>_skeleton.txt, "
-                   "<name>_layer.json next to it) or detected from the silhouette, a triangle mesh, ARAP.")
-    CATEGORY = CATEGORY
-    FUNCTION = "load"
-    RETURN_TYPES = (CLIPART, "IMAGE")
-    RETURN_NAMES = ("clipart", "preview")
-    OUTPUT_TOOLTIPS = ("The rigged clipart.", "The artwork with its numbered keypoints and bones.")
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "svg": comfy_bridge.listing_input(_svg_choices(), "An SVG in ComfyUI's input folder (use the Upload SVG button) or a pack example."),
-                "canvas": ("INT", {"default": 256, "min": 64, "max": 1024, "step": 8,
-                                   "tooltip": "Working canvas in pixels the SVG is fitted into (AniClipart: 256). Rendering can be larger."}),
-                "keypoints": (list(KEYPOINT_SOURCES), {"default": KEYPOINT_SOURCES[0],
-                                                        "tooltip": "Use AniClipart side files when present, else detect keypoints and bones from the silhouette."}),
-                "complexity": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05,
-                                         "tooltip": "Detected skeleton detail: 0 few joints, 1 many."}),
-                **MESH_INPUTS,
-            }
-        }
+    def define_schema(cls):
+        return comfy_bridge.schema(
+            cls, "Loads an SVG from ComfyUI's input folder (or a pack example), fits it into the working canvas and "
+            "rigs it: keypoints and bones from AniClipart side files (<name>_keypoint.svg, <name>_skeleton.txt, "
+            "<name>_layer.json next to it) or detected from the silhouette, a triangle mesh, ARAP.", CATEGORY,
+            inputs=[
+                comfy_bridge.file_combo("svg", _svg_choices(), "An SVG in ComfyUI's input folder (use the Upload SVG button) or a pack example."),
+                io.Int.Input("canvas", default=256, min=64, max=1024, step=8,
+                             tooltip="Working canvas in pixels the SVG is fitted into (AniClipart: 256). Rendering can be larger."),
+                comfy_bridge.combo("keypoints", KEYPOINT_SOURCES, "Use AniClipart side files when present, else detect keypoints and bones from the silhouette.",
+                                   default=KEYPOINT_SOURCES[0]),
+                io.Float.Input("complexity", default=0.5, min=0.0, max=1.0, step=0.05, tooltip="Detected skeleton detail: 0 few joints, 1 many."),
+                *mesh_inputs(),
+            ],
+            outputs=[comfy_bridge.output(CLIPART, "clipart", "The rigged clipart."),
+                     comfy_bridge.output(io.Image, "preview", "The artwork with its numbered keypoints and bones.")])
 
     @classmethod
-    def IS_CHANGED(cls, svg, **kwargs):
+    def fingerprint_inputs(cls, svg, **kwargs):
         path = Path(svg_path(svg))
         stamps = [path.stat().st_mtime]
         for side in Path(path).parent.glob(Path(path).stem.removesuffix("_scaled") + "_*"):
@@ -94,19 +91,20 @@ class AnimateSuiteLoadClipart:
         return max(stamps)
 
     @classmethod
-    def VALIDATE_INPUTS(cls, svg):
+    def validate_inputs(cls, svg):
         try:
             svg_path(svg)
         except InputError as error:
             return str(error)
         return True
 
-    def load(self, svg, canvas, keypoints, complexity, max_tri_area, min_tri_angle):
+    @classmethod
+    def execute(cls, svg, canvas, keypoints, complexity, max_tri_area, min_tri_angle):
         from ..svg.animate import load_clipart, rig_preview
 
         clipart = load_clipart(svg_path(svg), canvas, use_side_files=keypoints == KEYPOINT_SOURCES[0],
                                settings=_rig_settings(max_tri_area, min_tri_angle), complexity=complexity)
-        return (clipart, rig_preview(clipart.rig))
+        return io.NodeOutput(clipart, rig_preview(clipart.rig))
 
 
 def _parse_points(text: str):
@@ -125,34 +123,31 @@ def _parse_points(text: str):
     return np.array(points, np.float64).reshape(-1, 2)
 
 
-class AnimateSuiteClipartKeypoints:
+class AnimateSuiteClipartKeypoints(io.ComfyNode):
     DISPLAY_NAME = "Clipart Keypoints (Animate Suite)"
-    DESCRIPTION = ("Shows, detects or edits the keypoints and bones that drive the clipart. Copy the keypoints/bones "
-                   "outputs into the text boxes, change them and pick 'from text' to re-rig.")
-    CATEGORY = CATEGORY
-    FUNCTION = "edit"
-    RETURN_TYPES = (CLIPART, "IMAGE", "STRING", "STRING")
-    RETURN_NAMES = ("clipart", "preview", "keypoints", "bones")
-    OUTPUT_TOOLTIPS = ("The re-rigged clipart.", "Artwork with numbered keypoints and bones.",
-                       "Keypoints as 'x y' lines (canvas pixels).", "Bones as 'i j' lines (0-based).")
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "clipart": (CLIPART, {"tooltip": "Clipart from Load Clipart SVG."}),
-                "source": (list(EDIT_SOURCES), {"default": EDIT_SOURCES[0],
-                                                 "tooltip": "Keep the loaded keypoints, detect new ones, or use the text boxes below."}),
-                "complexity": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05,
-                                         "tooltip": "Detected skeleton detail (source 'detect')."}),
-                "keypoints": ("STRING", {"multiline": True, "default": "",
-                                         "tooltip": "One 'x y' per line in canvas pixels, keypoint 0 first (source 'from text')."}),
-                "bones": ("STRING", {"multiline": True, "default": "",
-                                     "tooltip": "One 'i j' per line (0-based keypoint indices); empty: a minimum spanning tree."}),
-            }
-        }
+    def define_schema(cls):
+        return comfy_bridge.schema(
+            cls, "Shows, detects or edits the keypoints and bones that drive the clipart. Copy the keypoints/bones "
+            "outputs into the text boxes, change them and pick 'from text' to re-rig.", CATEGORY,
+            inputs=[
+                CLIPART.Input("clipart", tooltip="Clipart from Load Clipart SVG."),
+                comfy_bridge.combo("source", EDIT_SOURCES, "Keep the loaded keypoints, detect new ones, or use the text boxes below.",
+                                   default=EDIT_SOURCES[0]),
+                io.Float.Input("complexity", default=0.5, min=0.0, max=1.0, step=0.05, tooltip="Detected skeleton detail (source 'detect')."),
+                io.String.Input("keypoints", multiline=True, default="",
+                                tooltip="One 'x y' per line in canvas pixels, keypoint 0 first (source 'from text')."),
+                io.String.Input("bones", multiline=True, default="",
+                                tooltip="One 'i j' per line (0-based keypoint indices); empty: a minimum spanning tree."),
+            ],
+            outputs=[comfy_bridge.output(CLIPART, "clipart", "The re-rigged clipart."),
+                     comfy_bridge.output(io.Image, "preview", "Artwork with numbered keypoints and bones."),
+                     comfy_bridge.output(io.String, "keypoints", "Keypoints as 'x y' lines (canvas pixels)."),
+                     comfy_bridge.output(io.String, "bones", "Bones as 'i j' lines (0-based).")])
 
-    def edit(self, clipart, source, complexity, keypoints, bones):
+    @classmethod
+    def execute(cls, clipart, source, complexity, keypoints, bones):
         from ..svg import rigfiles
         from ..svg.animate import Clipart, rig_drawing, rig_preview
 
@@ -173,40 +168,37 @@ class AnimateSuiteClipartKeypoints:
             clipart = Clipart(new_rig, clipart.name, clipart.svg_sha256, origin)
             rig = new_rig
         points_text = "".join(f"{x:.2f} {y:.2f}\n" for x, y in rig.keypoints.numpy())
-        return (clipart, rig_preview(rig), points_text, rigfiles.skeleton_text(rig.bones))
+        return io.NodeOutput(clipart, rig_preview(rig), points_text, rigfiles.skeleton_text(rig.bones))
 
 
-class AnimateSuiteAnimateClipart:
+class AnimateSuiteAnimateClipart(io.ComfyNode):
     DISPLAY_NAME = "Animate Clipart (Animate Suite)"
-    DESCRIPTION = ("Procedural clipart animation, no model needed (CPU, seconds): a named motion moves the keypoints "
-                   "and the ARAP mesh carries the artwork. Frame 0 is the input artwork when 'fixed_start' is on. "
-                   "A motion that would fold the drawing is played smaller.")
-    CATEGORY = CATEGORY
-    FUNCTION = "animate"
-    RETURN_TYPES = (CLIPART_ANIMATION, "FLOAT")
-    RETURN_NAMES = ("animation", "fps")
-    OUTPUT_TOOLTIPS = ("Keypoint positions per frame with the rig (render or save it).", "Frames per second.")
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def define_schema(cls):
         from ..svg.motion import PRESETS
 
-        return {
-            "required": {
-                "clipart": (CLIPART, {"tooltip": "Clipart from Load Clipart SVG or Clipart Keypoints."}),
-                "motion": (list(PRESETS), {"default": "wave", "tooltip": "The motion preset."}),
-                "frames": ("INT", {"default": 24, "min": 1, "max": 1000, "tooltip": "Number of frames."}),
-                "fps": ("FLOAT", {"default": 12.0, "min": 1.0, "max": 60.0, "step": 1.0, "tooltip": "Frames per second."}),
-                "amplitude": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 5.0, "step": 0.05,
-                                        "tooltip": "Size of the motion; 1 is the preset's natural size."}),
-                "speed": ("FLOAT", {"default": 0.5, "min": 0.05, "max": 10.0, "step": 0.05, "tooltip": "Motion cycles per second."}),
-                "loop": ("BOOLEAN", {"default": True, "tooltip": "Round to whole cycles so the clip loops seamlessly."}),
-                "fixed_start": ("BOOLEAN", {"default": True, "tooltip": "Start at the input pose (frame 0 = the artwork)."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1, "tooltip": "Variation of the motion."}),
-            }
-        }
+        return comfy_bridge.schema(
+            cls, "Procedural clipart animation, no model needed (CPU, seconds): a named motion moves the keypoints "
+            "and the ARAP mesh carries the artwork. Frame 0 is the input artwork when 'fixed_start' is on. "
+            "A motion that would fold the drawing is played smaller.", CATEGORY,
+            inputs=[
+                CLIPART.Input("clipart", tooltip="Clipart from Load Clipart SVG or Clipart Keypoints."),
+                comfy_bridge.combo("motion", PRESETS, "The motion preset.", default="wave"),
+                io.Int.Input("frames", default=24, min=1, max=1000, tooltip="Number of frames."),
+                io.Float.Input("fps", default=12.0, min=1.0, max=60.0, step=1.0, tooltip="Frames per second."),
+                io.Float.Input("amplitude", default=1.0, min=0.0, max=5.0, step=0.05,
+                               tooltip="Size of the motion; 1 is the preset's natural size."),
+                io.Float.Input("speed", default=0.5, min=0.05, max=10.0, step=0.05, tooltip="Motion cycles per second."),
+                io.Boolean.Input("loop", default=True, tooltip="Round to whole cycles so the clip loops seamlessly."),
+                io.Boolean.Input("fixed_start", default=True, tooltip="Start at the input pose (frame 0 = the artwork)."),
+                comfy_bridge.seed_input(0, 2**31 - 1, "Variation of the motion."),
+            ],
+            outputs=[comfy_bridge.output(CLIPART_ANIMATION, "animation", "Keypoint positions per frame with the rig (render or save it)."),
+                     comfy_bridge.output(io.Float, "fps", "Frames per second.")])
 
-    def animate(self, clipart, motion, frames, fps, amplitude, speed, loop, fixed_start, seed):
+    @classmethod
+    def execute(cls, clipart, motion, frames, fps, amplitude, speed, loop, fixed_start, seed):
         from ..svg.animate import animate_procedural
         from ..svg.motion import MotionSettings
 
@@ -215,31 +207,28 @@ class AnimateSuiteAnimateClipart:
         if animation.motion["amplitude_used"] < amplitude:
             log.warning("Animate Clipart: amplitude lowered from %.2f to %.2f so the drawing does not fold",
                         amplitude, animation.motion["amplitude_used"])
-        return (animation, float(fps))
+        return io.NodeOutput(animation, float(fps))
 
 
-class AnimateSuiteRenderClipart:
+class AnimateSuiteRenderClipart(io.ComfyNode):
     DISPLAY_NAME = "Render Clipart Animation (Animate Suite)"
-    DESCRIPTION = "Renders a clipart animation at any size as IMAGE frames (for Save Animation) and an alpha MASK."
-    CATEGORY = CATEGORY
-    FUNCTION = "render"
-    RETURN_TYPES = ("IMAGE", "MASK")
-    RETURN_NAMES = ("images", "alpha")
-    OUTPUT_TOOLTIPS = ("The frames.", "Coverage of the artwork per frame: 1 on the drawing, 0 on the background.")
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "animation": (CLIPART_ANIMATION, {"tooltip": "From Animate Clipart (or the text-guided node)."}),
-                "size": ("INT", {"default": 512, "min": 16, "max": 4096, "step": 8,
-                                 "tooltip": "Output width and height in pixels (vector art renders sharp at any size)."}),
-                "background": (list(BACKGROUNDS), {"default": "white",
-                                                   "tooltip": "Background colour; 'transparent' gives the plain colours and leaves the cut-out to the alpha mask."}),
-            }
-        }
+    def define_schema(cls):
+        return comfy_bridge.schema(
+            cls, "Renders a clipart animation at any size as IMAGE frames (for Save Animation) and an alpha MASK.", CATEGORY,
+            inputs=[
+                CLIPART_ANIMATION.Input("animation", tooltip="From Animate Clipart (or the text-guided node)."),
+                io.Int.Input("size", default=512, min=16, max=4096, step=8,
+                             tooltip="Output width and height in pixels (vector art renders sharp at any size)."),
+                comfy_bridge.combo("background", BACKGROUNDS, "Background colour; 'transparent' gives the plain colours and leaves the cut-out to the alpha mask.",
+                                   default="white"),
+            ],
+            outputs=[comfy_bridge.output(io.Image, "images", "The frames."),
+                     comfy_bridge.output(io.Mask, "alpha", "Coverage of the artwork per frame: 1 on the drawing, 0 on the background.")])
 
-    def render(self, animation, size, background):
+    @classmethod
+    def execute(cls, animation, size, background):
         from ..svg.animate import render_animation
 
         if background not in BACKGROUNDS:
@@ -253,36 +242,30 @@ class AnimateSuiteRenderClipart:
         else:
             back = torch.tensor(colour, dtype=rgba.dtype)
             images = rgba[..., :3] * rgba[..., 3:] + back * (1 - rgba[..., 3:])
-        return (comfy_bridge.to_intermediate(images), comfy_bridge.to_intermediate(alpha))
+        return io.NodeOutput(comfy_bridge.to_intermediate(images), comfy_bridge.to_intermediate(alpha))
 
 
-class AnimateSuiteSaveClipartSVG:
+class AnimateSuiteSaveClipartSVG(io.ComfyNode):
     DISPLAY_NAME = "Save Clipart SVG (Animate Suite)"
-    DESCRIPTION = ("Saves the animation as an animated SVG that plays in any browser (previewed here), optionally one SVG "
-                   "per frame and the motion JSON (re-renders at any size with the CLI's --replay).")
-    CATEGORY = CATEGORY
-    FUNCTION = "save"
-    RETURN_TYPES = ()
-    OUTPUT_NODE = True
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "animation": (CLIPART_ANIMATION, {"tooltip": "From Animate Clipart (or the text-guided node)."}),
-                "filename_prefix": ("STRING", {"default": "AnimateSuite/clipart", "tooltip": "Sub-folder and file name start inside the output folder."}),
-                "size": ("INT", {"default": 512, "min": 16, "max": 4096, "step": 8, "tooltip": "Displayed width/height of the SVGs in pixels."}),
-                "frame_svgs": ("BOOLEAN", {"default": False, "tooltip": "Also write one SVG per frame into a folder."}),
-                "motion_json": ("BOOLEAN", {"default": True, "tooltip": "Also write the keypoint motion as JSON."}),
-            },
-            "optional": {
-                "rig_files": ("BOOLEAN", {"default": True,
-                                          "tooltip": "Also write the keypoints and bones as AniClipart side files (<name>_keypoint.svg, "
-                                                     "<name>_skeleton.txt, <name>_layer.json), reusable with Load Clipart SVG."}),
-            },
-        }
+    def define_schema(cls):
+        return comfy_bridge.schema(
+            cls, "Saves the animation as an animated SVG that plays in any browser (previewed here), optionally one SVG "
+            "per frame and the motion JSON (re-renders at any size with the CLI's --replay).", CATEGORY, is_output_node=True,
+            inputs=[
+                CLIPART_ANIMATION.Input("animation", tooltip="From Animate Clipart (or the text-guided node)."),
+                io.String.Input("filename_prefix", default="AnimateSuite/clipart", tooltip="Sub-folder and file name start inside the output folder."),
+                io.Int.Input("size", default=512, min=16, max=4096, step=8, tooltip="Displayed width/height of the SVGs in pixels."),
+                io.Boolean.Input("frame_svgs", default=False, tooltip="Also write one SVG per frame into a folder."),
+                io.Boolean.Input("motion_json", default=True, tooltip="Also write the keypoint motion as JSON."),
+                io.Boolean.Input("rig_files", default=True, optional=True,
+                                 tooltip="Also write the keypoints and bones as AniClipart side files (<name>_keypoint.svg, "
+                                         "<name>_skeleton.txt, <name>_layer.json), reusable with Load Clipart SVG."),
+            ])
 
-    def save(self, animation, filename_prefix, size, frame_svgs, motion_json, rig_files=True):
+    @classmethod
+    def execute(cls, animation, filename_prefix, size, frame_svgs, motion_json, rig_files=True):
         from ..svg import animate as clipart_animate
         from ..svg import export, rigfiles
 
@@ -304,7 +287,7 @@ class AnimateSuiteSaveClipartSVG:
             frames_folder.mkdir(exist_ok=True)
             texts = clipart_animate.frame_svgs(animation, size)
             export.write_text_files(frames_folder, [(f"frame_{i:05d}.svg", t) for i, t in enumerate(texts)])
-        return {"ui": {"clipart_svg": results[:1], "text": [r["filename"] for r in results]}}
+        return io.NodeOutput(ui={"clipart_svg": results[:1], "text": [r["filename"] for r in results]})
 
 
 NODE_CLASSES = [AnimateSuiteLoadClipart, AnimateSuiteClipartKeypoints, AnimateSuiteAnimateClipart,

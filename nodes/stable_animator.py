@@ -10,11 +10,10 @@ from ..core.errors import InputError
 from . import comfy_bridge
 from .svd import svd_source_choices, svd_source_path
 
+io = comfy_bridge.io
 CATEGORY = "Animate Suite/StableAnimator"
 FOLDER = "stable_animator"
-MODEL_TYPE = "ANIMATESUITE_STABLE_ANIMATOR"
-# The raw 512-d ArcFace embedding of the reference's largest face ([1, 512] or [512] tensor).
-FACE_EMBEDS_TYPE = "ANIMATESUITE_FACE_EMBEDS"
+MODEL = comfy_bridge.STABLE_ANIMATOR_MODEL
 NO_FILE = "none"
 SVD_BASE_FOLDERS = ("diffusers", FOLDER)
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
@@ -29,12 +28,11 @@ class StableAnimatorModel:
     dtype: torch.dtype
 
 
-def _file_input(name: str, tooltip: str, optional: bool = False):
+def _file_input(role: str, name: str, tooltip: str, optional: bool = False):
     choices = comfy_bridge.file_choices(FOLDER)
     choices = [NO_FILE] + choices if optional else choices
     default = name if name in choices else (NO_FILE if optional else None)
-    options = {"default": default} if default else {}
-    return comfy_bridge.listing_input(choices, tooltip, **options)
+    return comfy_bridge.file_combo(role, choices, tooltip, default=default)
 
 
 def _svd_base_input():
@@ -42,44 +40,37 @@ def _svd_base_input():
     preferred = [c for c in choices if "img2vid-xt" in c.lower()
                  or ("svd_xt" in c.lower() and "image_decoder" not in c.lower())]
     preferred += [c for c in choices if c.endswith("/SVD")]
-    options = {"default": preferred[0]} if preferred else {}
-    return comfy_bridge.listing_input(
-        choices, "The SVD-xt base (its VAE, image encoder and scheduler), from the same sources as the SVD loader: "
-                 "svd_xt.safetensors / svd_xt_1_1.safetensors in models/checkpoints, or a diffusers folder such as "
-                 "diffusers/stable-video-diffusion-img2vid-xt or the SVD/ folder of the StableAnimator release.",
-        **options)
+    return comfy_bridge.file_combo(
+        "svd_base", choices, "The SVD-xt base (its VAE, image encoder and scheduler), from the same sources as the SVD "
+        "loader: svd_xt.safetensors / svd_xt_1_1.safetensors in models/checkpoints, or a diffusers folder such as "
+        "diffusers/stable-video-diffusion-img2vid-xt or the SVD/ folder of the StableAnimator release.",
+        default=preferred[0] if preferred else None)
 
 
-class AnimateSuiteStableAnimatorLoader:
+class AnimateSuiteStableAnimatorLoader(io.ComfyNode):
     DISPLAY_NAME = "StableAnimator Loader (Animate Suite)"
-    DESCRIPTION = ("Loads StableAnimator's released weights (unet.pth, pose_net.pth, face_encoder.pth and, for face "
-                   "optimisation, glintr100_torch.pth) from models/stable_animator, with the SVD-xt VAE and image "
-                   "encoder from an SVD-xt checkpoint (models/checkpoints) or diffusers folder. "
-                   "Every model is managed by ComfyUI (offloaded and partially loaded as VRAM requires).")
-    CATEGORY = CATEGORY
-    FUNCTION = "load"
-    RETURN_TYPES = (MODEL_TYPE,)
-    RETURN_NAMES = ("stable_animator",)
-    OUTPUT_TOOLTIPS = ("The StableAnimator models, for the StableAnimator sampler.",)
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "unet": _file_input("unet.pth", "StableAnimator's UNet (unet.pth, 6 GB) in models/stable_animator."),
-                "pose_net": _file_input("pose_net.pth", "StableAnimator's PoseNet (pose_net.pth)."),
-                "face_encoder": _file_input("face_encoder.pth", "StableAnimator's face encoder (face_encoder.pth)."),
-                "face_embedder": _file_input("glintr100_torch.pth", "The ArcFace iresnet100 (glintr100_torch.pth) that "
-                                             "HJB face optimisation compares faces with; 'none' turns face optimisation off.",
-                                             optional=True),
-                "svd_base": _svd_base_input(),
-                "precision": (list(comfy_bridge.PRECISIONS), {"default": "auto", "tooltip": "Compute dtype of the UNet, "
-                              "PoseNet, face and image encoders; auto picks bf16/fp16 on a GPU and fp32 on CPU. "
-                              "The VAE and the face embedder always run in fp32."}),
-            }
-        }
+    def define_schema(cls):
+        return comfy_bridge.schema(
+            cls, "Loads StableAnimator's released weights (unet.pth, pose_net.pth, face_encoder.pth and, for face "
+            "optimisation, glintr100_torch.pth) from models/stable_animator, with the SVD-xt VAE and image "
+            "encoder from an SVD-xt checkpoint (models/checkpoints) or diffusers folder. "
+            "Every model is managed by ComfyUI (offloaded and partially loaded as VRAM requires).", CATEGORY,
+            inputs=[
+                _file_input("unet", "unet.pth", "StableAnimator's UNet (unet.pth, 6 GB) in models/stable_animator."),
+                _file_input("pose_net", "pose_net.pth", "StableAnimator's PoseNet (pose_net.pth)."),
+                _file_input("face_encoder", "face_encoder.pth", "StableAnimator's face encoder (face_encoder.pth)."),
+                _file_input("face_embedder", "glintr100_torch.pth", "The ArcFace iresnet100 (glintr100_torch.pth) that "
+                            "HJB face optimisation compares faces with; 'none' turns face optimisation off.", optional=True),
+                _svd_base_input(),
+                comfy_bridge.precision_input("Compute dtype of the UNet, PoseNet, face and image encoders; auto picks "
+                                             "bf16/fp16 on a GPU and fp32 on CPU. The VAE and the face embedder always run in fp32."),
+            ],
+            outputs=[comfy_bridge.output(MODEL, "stable_animator", "The StableAnimator models, for the StableAnimator sampler.")])
 
-    def load(self, unet, pose_net, face_encoder, face_embedder, svd_base, precision):
+    @classmethod
+    def execute(cls, unet, pose_net, face_encoder, face_embedder, svd_base, precision):
         from ..pipelines.stable_animator import loading
 
         files = loading.StableAnimatorFiles(
@@ -94,76 +85,73 @@ class AnimateSuiteStableAnimatorLoader:
         models = loading.load_stable_animator(files, dtype)
         modules = [models.unet, models.pose_net, models.face_encoder, models.image_encoder, models.vae, models.face_embedder]
         patchers = [comfy_bridge.make_patcher(module) for module in modules if module is not None]
-        return (StableAnimatorModel(models, patchers, dtype),)
+        return io.NodeOutput(StableAnimatorModel(models, patchers, dtype))
 
 
-def _int(default, low, high, tooltip, step=1):
-    return ("INT", {"default": default, "min": low, "max": high, "step": step, "tooltip": tooltip})
+def _int(name, default, low, high, tooltip, step=1):
+    return io.Int.Input(name, default=default, min=low, max=high, step=step, tooltip=tooltip)
 
 
-def _float(default, low, high, step, tooltip):
-    return ("FLOAT", {"default": default, "min": low, "max": high, "step": step, "tooltip": tooltip})
+def _float(name, default, low, high, step, tooltip):
+    return io.Float.Input(name, default=default, min=low, max=high, step=step, tooltip=tooltip)
 
 
-class AnimateSuiteStableAnimatorSampler:
+class AnimateSuiteStableAnimatorSampler(io.ComfyNode):
     DISPLAY_NAME = "StableAnimator (Animate Suite)"
-    DESCRIPTION = ("Animates the person in the reference image along the pose frames, keeping the face's identity "
-                   "(StableAnimator on SVD-xt), optionally refining faces during sampling with HJB face optimisation. "
-                   "Poses must be drawn on the reference's canvas (DWPose aligned to the reference); they and the "
-                   "reference are scaled to width x height.")
-    CATEGORY = CATEGORY
-    FUNCTION = "sample"
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("frames",)
-    OUTPUT_TOOLTIPS = ("The generated frames, one per pose frame.",)
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "stable_animator": (MODEL_TYPE, {"tooltip": "From the StableAnimator loader."}),
-                "reference_image": ("IMAGE", {"tooltip": "The person to animate (one image, any size)."}),
-                "pose_frames": ("IMAGE", {"tooltip": "One pose image per output frame, in StableAnimator's DWPose "
-                                          "drawing, on the reference's canvas (same aspect ratio as the reference)."}),
-                "width": _int(512, 64, 2048, "Output width, a multiple of 64 (StableAnimator was trained at 512x512 "
-                              "and 576x1024).", 64),
-                "height": _int(512, 64, 2048, "Output height, a multiple of 64.", 64),
-                "steps": _int(25, 1, 200, "Denoising steps (Euler)."),
-                "min_guidance_scale": _float(3.0, 0.0, 20.0, 0.05, "Guidance on the first frame; it rises linearly to "
-                                             "max_guidance_scale on the last. 1.0 on both skips the unconditional pass."),
-                "max_guidance_scale": _float(3.0, 0.0, 20.0, 0.05, "Guidance on the last frame."),
-                "fps": _int(7, 1, 60, "Frame rate the motion is conditioned on (SVD micro-conditioning; fps - 1 is used)."),
-                "motion_bucket_id": _int(127, 0, 1023, "SVD's motion amount conditioning."),
-                "noise_aug_strength": _float(0.02, 0.0, 1.0, 0.01, "Noise added to the reference before encoding it."),
-                "tile_size": _int(16, 2, 128, "Frames per denoising tile. Every tile also holds frame 0; longer clips "
-                                  "are covered by overlapping tiles blended with triangular weights."),
-                "tile_overlap": _int(4, 1, 127, "Overlap between consecutive tiles (must be below tile_size)."),
-                "decode_chunk_size": _int(4, 1, 128, "Frames the VAE decodes together; more is smoother and uses more memory."),
-                "seed": _int(0, 0, MAX_SEED, "Seed of the initial noise (drawn on the CPU: the same video on every device)."),
-                "face_optimization": ("BOOLEAN", {"default": True, "tooltip": "HJB face optimisation: refine the faces "
-                                      "against the reference's identity during sampling. Needs the face embedder, "
-                                      "face_embeds, face_masks and reference_face_mask; without them it is skipped "
-                                      "with a warning, and it turns itself off if it runs out of GPU memory."}),
-                "hjb_start_step": _int(0, 0, 1000, "First denoising step (0-based) whose faces are refined."),
-                "hjb_end_step": _int(20, 0, 1000, "Last denoising step (0-based, included) whose faces are refined."),
-                "hjb_iterations": _int(3, 1, 50, "Optimiser (Adam) iterations per refined step."),
-                "hjb_learning_rate": _float(0.1, 0.0, 10.0, 0.01, "Learning rate at step 0; at step i it is "
-                                            "learning_rate * (1 - i / steps)."),
-            },
-            "optional": {
-                "face_embeds": (FACE_EMBEDS_TYPE, {"tooltip": "The raw 512-d ArcFace (antelopev2) embedding of the "
-                                "reference's largest face. Without it, identity comes from the CLIP embedding only."}),
-                "face_masks": ("MASK", {"tooltip": "One face mask per pose frame, on the pose canvas (any size with "
-                               "the same aspect ratio); the bounding box of values > 0.5 is the face. Frames with an "
-                               "empty mask are left out of the face optimisation."}),
-                "reference_face_mask": ("MASK", {"tooltip": "The face mask of the reference image, for face optimisation."}),
-            },
-        }
+    def define_schema(cls):
+        return comfy_bridge.schema(
+            cls, "Animates the person in the reference image along the pose frames, keeping the face's identity "
+            "(StableAnimator on SVD-xt), optionally refining faces during sampling with HJB face optimisation. "
+            "Poses must be drawn on the reference's canvas (DWPose aligned to the reference); they and the "
+            "reference are scaled to width x height.", CATEGORY,
+            inputs=[
+                MODEL.Input("stable_animator", tooltip="From the StableAnimator loader."),
+                io.Image.Input("reference_image", tooltip="The person to animate (one image, any size)."),
+                io.Image.Input("pose_frames", tooltip="One pose image per output frame, in StableAnimator's DWPose "
+                               "drawing, on the reference's canvas (same aspect ratio as the reference)."),
+                _int("width", 512, 64, 2048, "Output width, a multiple of 64 (StableAnimator was trained at 512x512 "
+                     "and 576x1024).", 64),
+                _int("height", 512, 64, 2048, "Output height, a multiple of 64.", 64),
+                _int("steps", 25, 1, 200, "Denoising steps (Euler)."),
+                _float("min_guidance_scale", 3.0, 0.0, 20.0, 0.05, "Guidance on the first frame; it rises linearly to "
+                       "max_guidance_scale on the last. 1.0 on both skips the unconditional pass."),
+                _float("max_guidance_scale", 3.0, 0.0, 20.0, 0.05, "Guidance on the last frame."),
+                _int("fps", 7, 1, 60, "Frame rate the motion is conditioned on (SVD micro-conditioning; fps - 1 is used)."),
+                _int("motion_bucket_id", 127, 0, 1023, "SVD's motion amount conditioning."),
+                _float("noise_aug_strength", 0.02, 0.0, 1.0, 0.01, "Noise added to the reference before encoding it."),
+                _int("tile_size", 16, 2, 128, "Frames per denoising tile. Every tile also holds frame 0; longer clips "
+                     "are covered by overlapping tiles blended with triangular weights."),
+                _int("tile_overlap", 4, 1, 127, "Overlap between consecutive tiles (must be below tile_size)."),
+                _int("decode_chunk_size", 4, 1, 128, "Frames the VAE decodes together; more is smoother and uses more memory."),
+                io.Int.Input("seed", default=0, min=0, max=MAX_SEED, step=1, control_after_generate=True,  # as seed_input, step kept
+                             tooltip="Seed of the initial noise (drawn on the CPU: the same video on every device)."),
+                io.Boolean.Input("face_optimization", default=True, tooltip="HJB face optimisation: refine the faces "
+                                 "against the reference's identity during sampling. Needs the face embedder, "
+                                 "face_embeds, face_masks and reference_face_mask; without them it is skipped "
+                                 "with a warning, and it turns itself off if it runs out of GPU memory."),
+                _int("hjb_start_step", 0, 0, 1000, "First denoising step (0-based) whose faces are refined."),
+                _int("hjb_end_step", 20, 0, 1000, "Last denoising step (0-based, included) whose faces are refined."),
+                _int("hjb_iterations", 3, 1, 50, "Optimiser (Adam) iterations per refined step."),
+                _float("hjb_learning_rate", 0.1, 0.0, 10.0, 0.01, "Learning rate at step 0; at step i it is "
+                       "learning_rate * (1 - i / steps)."),
+                comfy_bridge.FACE_EMBEDS.Input("face_embeds", optional=True, tooltip="The raw 512-d ArcFace (antelopev2) "
+                                               "embedding of the reference's largest face. Without it, identity comes from "
+                                               "the CLIP embedding only."),
+                io.Mask.Input("face_masks", optional=True, tooltip="One face mask per pose frame, on the pose canvas (any "
+                              "size with the same aspect ratio); the bounding box of values > 0.5 is the face. Frames with "
+                              "an empty mask are left out of the face optimisation."),
+                io.Mask.Input("reference_face_mask", optional=True,
+                              tooltip="The face mask of the reference image, for face optimisation."),
+            ],
+            outputs=[comfy_bridge.output(io.Image, "frames", "The generated frames, one per pose frame.")])
 
-    def sample(self, stable_animator, reference_image, pose_frames, width, height, steps, min_guidance_scale,
-               max_guidance_scale, fps, motion_bucket_id, noise_aug_strength, tile_size, tile_overlap,
-               decode_chunk_size, seed, face_optimization, hjb_start_step, hjb_end_step, hjb_iterations,
-               hjb_learning_rate, face_embeds=None, face_masks=None, reference_face_mask=None):
+    @classmethod
+    def execute(cls, stable_animator, reference_image, pose_frames, width, height, steps, min_guidance_scale,
+                max_guidance_scale, fps, motion_bucket_id, noise_aug_strength, tile_size, tile_overlap,
+                decode_chunk_size, seed, face_optimization, hjb_start_step, hjb_end_step, hjb_iterations,
+                hjb_learning_rate, face_embeds=None, face_masks=None, reference_face_mask=None):
         from ..pipelines.stable_animator import hjb, pipeline
 
         if not isinstance(stable_animator, StableAnimatorModel):
@@ -181,7 +169,7 @@ class AnimateSuiteStableAnimatorSampler:
                   "or choose fp16/bf16 precision in the loader.")
         with comfy_bridge.out_of_memory_advice("animating with StableAnimator", advice):
             result = pipeline.animate(stable_animator.models, inputs, settings, optimization, ctx)
-        return (comfy_bridge.to_intermediate(result.frames),)
+        return io.NodeOutput(comfy_bridge.to_intermediate(result.frames))
 
 
 NODE_CLASSES = [AnimateSuiteStableAnimatorLoader, AnimateSuiteStableAnimatorSampler]

@@ -71,10 +71,10 @@ def test_animate_node_returns_an_animation_that_renders_and_saves(comfy, clipart
         images, alpha = comfy.runtime.execute_node("AnimateSuiteRenderClipart", animation=animation, size=96,
                                                    background="white")
     assert images.shape == (16, 96, 96, 3) and alpha.shape == (16, 96, 96)
-    save = comfy.package.NODE_CLASS_MAPPINGS["AnimateSuiteSaveClipartSVG"]()
+    save = comfy.package.NODE_CLASS_MAPPINGS["AnimateSuiteSaveClipartSVG"]
     with torch.inference_mode():
-        result = save.save(animation, "clipart_text/run", 128, False, True)
-    names = result["ui"]["text"]
+        result = save.execute(animation, "clipart_text/run", 128, False, True)
+    names = result.ui["text"]
     assert names[0].endswith(".svg") and any(name.endswith(".json") for name in names)
     motion_file = next(comfy.output.glob("clipart_text/*.json"))
     assert '"mode":"text-guided"' in motion_file.read_text()

@@ -291,15 +291,15 @@ def test_lottie_in_real_browser(renderer, clip, request, tmp_path):
 @pytest.mark.parametrize("format_index, suffix", [(0, ".lottie"), (1, ".lottie.json")])
 def test_save_node_writes_into_the_output_folder(comfy, animation, format_index, suffix):
     module = comfy.module("nodes.clipart_pose")
-    node = module.AnimateSuiteSaveClipartLottie()
-    result = node.save(animation, "AnimateSuite/lottie_test", 64, module.LOTTIE_FORMATS[format_index], True)
-    (name,) = result["ui"]["text"]
+    node = module.AnimateSuiteSaveClipartLottie
+    result = node.execute(animation, "AnimateSuite/lottie_test", 64, module.LOTTIE_FORMATS[format_index], True)
+    (name,) = result.ui["text"]
     path = Path(comfy.output) / "AnimateSuite" / name
     assert name.endswith(suffix) and path.is_file()
     document = lottie.read_dotlottie(path.read_bytes())[1] if suffix == ".lottie" else json.loads(path.read_text())
     check_lottie_schema(document)
     assert document["w"] == 64 and document["op"] == animation.num_frames
     with pytest.raises(comfy.module("core.errors").InputError, match="format"):
-        node.save(animation, "AnimateSuite/lottie_test", 64, "gif", True)
+        node.execute(animation, "AnimateSuite/lottie_test", 64, "gif", True)
     with pytest.raises(comfy.module("core.errors").InputError):
-        node.save(animation, "../outside", 64, module.LOTTIE_FORMATS[0], True)
+        node.execute(animation, "../outside", 64, module.LOTTIE_FORMATS[0], True)

@@ -60,16 +60,16 @@ def test_load_uses_aniclipart_side_files_from_the_input_folder(comfy, run_node, 
 def test_load_refuses_files_outside_the_input_folder(comfy, node_class, name):
     errors = comfy.module("core.errors")
     cls = node_class("AnimateSuiteLoadClipart")
-    assert "Input 'svg'" in cls.VALIDATE_INPUTS(name)
+    assert "Input 'svg'" in cls.validate_inputs(name)
     with pytest.raises(errors.InputError, match="svg"):
-        cls().load(name, 256, "detect", 0.5, 30.0, 20.0)
+        cls.execute(name, 256, "detect", 0.5, 30.0, 20.0)
 
 
 def test_hostile_svg_in_the_input_folder_gives_a_clear_error(comfy, node_class):
     errors = comfy.module("core.errors")
     (comfy.input / "bomb.svg").write_text('<!DOCTYPE s [<!ENTITY a "aaaa">]><svg xmlns="http://www.w3.org/2000/svg">&a;</svg>')
     with pytest.raises(errors.InputError, match="entities"):
-        node_class("AnimateSuiteLoadClipart")().load("bomb.svg", 256, "detect", 0.5, 30.0, 20.0)
+        node_class("AnimateSuiteLoadClipart").execute("bomb.svg", 256, "detect", 0.5, 30.0, 20.0)
 
 
 def test_keypoints_can_be_kept_detected_and_edited(comfy, run_node, node_class, loaded):
@@ -89,7 +89,7 @@ def test_keypoints_can_be_kept_detected_and_edited(comfy, run_node, node_class, 
     assert detected.keypoint_source == "detected"
     errors = comfy.module("core.errors")
     with pytest.raises(errors.InputError, match="keypoints"):
-        node_class("AnimateSuiteClipartKeypoints")().edit(clipart, "from text", 0.5, "12 abc", "")
+        node_class("AnimateSuiteClipartKeypoints").execute(clipart, "from text", 0.5, "12 abc", "")
 
 
 def test_animate_render_and_save(comfy, run_node, loaded):
@@ -102,9 +102,9 @@ def test_animate_render_and_save(comfy, run_node, loaded):
     assert 0.05 < alpha[0].mean() < 0.9 and images.min() >= 0 and images.max() <= 1
     cut_out, _ = run_node("AnimateSuiteRenderClipart", animation=animation, size=128, background="transparent")
     torch.testing.assert_close(cut_out * alpha[..., None] + (1 - alpha[..., None]), images, atol=1e-5, rtol=0)
-    result = comfy.package.NODE_CLASS_MAPPINGS["AnimateSuiteSaveClipartSVG"]().save(
+    result = comfy.package.NODE_CLASS_MAPPINGS["AnimateSuiteSaveClipartSVG"].execute(
         animation, "clips/ginger", 300, True, True)
-    entry = result["ui"]["clipart_svg"][0]
+    entry = result.ui["clipart_svg"][0]
     folder = comfy.output / entry["subfolder"]
     svg_text = (folder / entry["filename"]).read_text()
     assert svg_text.count("<animate ") >= 1 and len(re.search(r'values="([^"]*)"', svg_text).group(1).split(";")) == 10
@@ -126,7 +126,7 @@ def test_save_refuses_prefixes_that_leave_the_output_folder(comfy, loaded, run_n
     animation, _ = run_node("AnimateSuiteAnimateClipart", clipart=loaded[0], motion="sway", frames=2, fps=10.0,
                             amplitude=1.0, speed=1.0, loop=True, fixed_start=True, seed=0)
     with pytest.raises(Exception, match="outside"):
-        comfy.package.NODE_CLASS_MAPPINGS["AnimateSuiteSaveClipartSVG"]().save(animation, "../../escape", 64, False, False)
+        comfy.package.NODE_CLASS_MAPPINGS["AnimateSuiteSaveClipartSVG"].execute(animation, "../../escape", 64, False, False)
 
 
 # ----------------------------------------------------------------------------- command line

@@ -249,15 +249,15 @@ def test_120_frames_take_seconds_on_cpu(man_dance):
 
 
 def test_node_takes_pose_keypoint_and_returns_the_map(gingerbread, comfy):
-    node = comfy.module("nodes.clipart_pose").AnimateSuiteAnimateClipartFromPose()
+    node = comfy.module("nodes.clipart_pose").AnimateSuiteAnimateClipartFromPose
     value = openpose_json.to_pose_keypoint(dance(8))
-    animation, fps, used = node.animate(gingerbread, value, 10.0, 1, True)
+    animation, fps, used = node.execute(gingerbread, value, 10.0, 1, True)
     assert animation.num_frames == 8 and fps == 10.0 and "4 right_wrist" in used
     edited = used.replace("4 right_wrist", "4 left_wrist").replace("6 left_wrist", "6 right_wrist")
-    swapped, _, used_again = node.animate(gingerbread, value, 10.0, 1, True, map=edited)
+    swapped, _, used_again = node.execute(gingerbread, value, 10.0, 1, True, map=edited)
     assert "4 left_wrist" in used_again and not torch.allclose(swapped.keypoints, animation.keypoints)
     with pytest.raises(comfy.module("core.errors").InputError, match="map"):
-        node.animate(gingerbread, value, 10.0, 1, True, map="4 wrist")
+        node.execute(gingerbread, value, 10.0, 1, True, map="4 wrist")
 
 
 def test_cli_drives_clipart_from_openpose_json(tmp_path, capsys):
@@ -340,8 +340,8 @@ def test_node_chain_pose_json_to_gif_svg_and_lottie(comfy, run_node):
     assert images.shape == (10, 96, 96, 3) and (images[0] - images[5]).abs().mean() > 1e-3
     nodes = comfy.package.NODE_CLASS_MAPPINGS
     saved = nodes["AnimateSuiteSaveAnimation"].execute(images, fps, "pose_chain/clip", "gif", 0, 85)
-    svg = nodes["AnimateSuiteSaveClipartSVG"]().save(animation, "pose_chain/clip", 96, False, True)
-    lottie_file = nodes["AnimateSuiteSaveClipartLottie"]().save(animation, "pose_chain/clip", 96, "lottie (dotLottie)", True)
+    svg = nodes["AnimateSuiteSaveClipartSVG"].execute(animation, "pose_chain/clip", 96, False, True)
+    lottie_file = nodes["AnimateSuiteSaveClipartLottie"].execute(animation, "pose_chain/clip", 96, "lottie (dotLottie)", True)
     written = sorted(p.name for p in (comfy.output / "pose_chain").iterdir())
     assert any(n.endswith(".gif") for n in written) and any(n.endswith(".svg") for n in written)
-    assert lottie_file["ui"]["text"][0] in written and svg["ui"]["clipart_svg"] and saved
+    assert lottie_file.ui["text"][0] in written and svg.ui["clipart_svg"] and saved

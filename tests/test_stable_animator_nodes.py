@@ -93,21 +93,21 @@ def test_loader_without_face_embedder_skips_face_optimisation_with_a_warning(ins
 
 def test_bad_inputs_raise_input_errors_naming_them(installed, model, node_class):
     input_error = installed.module("core.errors").InputError
-    sampler = node_class(SAMPLER)()
+    sampler = node_class(SAMPLER)
     with pytest.raises(input_error, match="'face_masks'"):
-        sampler.sample(**_sampler_inputs(model, face_masks=torch.ones(FRAMES + 1, SIZE, SIZE)))
+        sampler.execute(**_sampler_inputs(model, face_masks=torch.ones(FRAMES + 1, SIZE, SIZE)))
     with pytest.raises(input_error, match="'pose_frames'"):
-        sampler.sample(**_sampler_inputs(model, pose_frames=torch.rand(FRAMES, SIZE, 2 * SIZE, 3)))
+        sampler.execute(**_sampler_inputs(model, pose_frames=torch.rand(FRAMES, SIZE, 2 * SIZE, 3)))
     with pytest.raises(input_error, match="'width'"):
-        sampler.sample(**_sampler_inputs(model, width=100))
+        sampler.execute(**_sampler_inputs(model, width=100))
     with pytest.raises(input_error, match="'stable_animator'"):
-        sampler.sample(**_sampler_inputs(object()))
+        sampler.execute(**_sampler_inputs(object()))
 
 
 def test_missing_model_file_says_where_it_looked(installed, node_class):
     not_found = installed.module("core.errors").ModelNotFoundError
     with pytest.raises(not_found, match="StableAnimator UNet"):
-        node_class(LOADER)().load(**{**_loader_inputs(), "unet": "Animation/missing.pth"})
+        node_class(LOADER).execute(**{**_loader_inputs(), "unet": "Animation/missing.pth"})
 
 
 def test_svd_base_from_a_single_file_gives_the_same_models_and_video(installed, model, base_config_root, monkeypatch):
