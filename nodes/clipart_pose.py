@@ -17,7 +17,7 @@ from .clipart import CATEGORY, CLIPART, CLIPART_ANIMATION
 
 io = comfy_bridge.io
 log = logging.getLogger("animate_suite")
-POSE_KEYPOINT = io.Custom("POSE_KEYPOINT")  # the OpenPose-style pose list other packs share
+POSE_KEYPOINT = comfy_bridge.POSE_KEYPOINT
 LOTTIE_FORMATS = ("lottie (dotLottie)", "json (Lottie JSON)")
 
 

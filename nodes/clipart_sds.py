@@ -11,7 +11,7 @@ from . import comfy_bridge
 from .clipart import CATEGORY, CLIPART, CLIPART_ANIMATION
 
 io = comfy_bridge.io
-PRIOR = io.Custom("ANIMATESUITE_T2V_PRIOR")
+PRIOR = comfy_bridge.T2V_PRIOR
 MODEL_URL = "https://huggingface.co/ali-vilab/text-to-video-ms-1.7b"
 
 

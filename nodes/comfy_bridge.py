@@ -64,6 +64,9 @@ FACE_ANALYSIS_MODEL = io.Custom("ANIMATESUITE_FACE_ANALYSIS")
 FACE_EMBEDS = io.Custom("ANIMATESUITE_FACE_EMBEDS")
 CLIPART = io.Custom("ANIMATESUITE_CLIPART")
 CLIPART_ANIMATION = io.Custom("ANIMATESUITE_CLIPART_ANIMATION")
+T2V_PRIOR = io.Custom("ANIMATESUITE_T2V_PRIOR")
+# The community pose type (comfyui_controlnet_aux's OpenPose frames), which the pose, face and clipart nodes share.
+POSE_KEYPOINT = io.Custom("POSE_KEYPOINT")
 
 
 def schema(cls, description: str, category: str, inputs: list, outputs: list = (), **flags) -> io.Schema:
@@ -90,11 +93,6 @@ class _ListedCombo(io.Combo.Input):
 def combo(name: str, options, tooltip: str, default=None, optional: bool = False, **kwargs) -> io.Combo.Input:
     """A choice widget (without a ``default`` the front end starts on the first option)."""
     return _ListedCombo(name, options=list(options), default=default, tooltip=tooltip, optional=optional, **kwargs)
-
-
-def listing_input(choices: list[str], tooltip: str, **options) -> tuple:
-    """A v1 COMBO input whose options are files found on disk; marked so workflow checks accept any name."""
-    return (choices, {"tooltip": tooltip, "file_listing": True, **options})
 
 
 def file_combo(name: str, choices: list[str], tooltip: str, **kwargs) -> io.Combo.Input:
@@ -281,10 +279,6 @@ def core_video_types():
     except ImportError:
         raise InputError("VIDEO", "this ComfyUI has no core VIDEO type", "ComfyUI 0.3.40 or newer") from None
     return types.SimpleNamespace(VideoFromComponents=VideoFromComponents, VideoComponents=VideoComponents)
-
-
-# The community pose type (comfyui_controlnet_aux's OpenPose frames), which the pose, face and clipart nodes share.
-POSE_KEYPOINT = io.Custom("POSE_KEYPOINT")
 
 
 def onnx_device_input() -> io.Combo.Input:
