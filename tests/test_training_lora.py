@@ -137,3 +137,17 @@ def test_base_parameters_keep_their_names_and_the_inference_reader_matches_every
         assert torch.equal(layer.down, adapter.down.weight.detach().bfloat16()) and layer.alpha == 1.0
     with pytest.raises(Exception, match="lora.save_dtype"):
         lora.save_kohya([network], tmp_path / "b.safetensors", "int8")
+
+
+def test_the_recipe_seed_alone_decides_the_starting_adapters():
+    def adapters(seed, targets, global_seed):
+        torch.manual_seed(global_seed)  # another process, or other code drawing first, must not matter
+        model = tiny.TinyEasyAnimateTransformer(16, layers=1)
+        return lora.inject_lora(model, targets, rank=2, alpha=1.0, seed=seed).state_dict()
+
+    first = adapters(7, ea_task.transformer_lora_targets(False), global_seed=1)
+    again = adapters(7, ea_task.transformer_lora_targets(False), global_seed=2)
+    assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
+    other_seed = adapters(8, ea_task.transformer_lora_targets(False), global_seed=1)
+    downs = [k for k in first if k.endswith("lora_down.weight")]
+    assert all(not torch.equal(first[k], other_seed[k]) for k in downs)

@@ -106,10 +106,10 @@ class EasyAnimateTask:
         if self.mode == "lora":
             self.networks.append(lora.inject_lora(
                 models.transformer, transformer_lora_targets(config.lora.include_motion_module),
-                config.lora.rank, config.lora.alpha))
+                config.lora.rank, config.lora.alpha, config.seed))
             if train_text_encoder:
                 self.networks.append(lora.inject_lora(models.text_encoder, text_encoder_lora_targets(),
-                                                      config.lora.rank, config.lora.alpha))
+                                                      config.lora.rank, config.lora.alpha, config.seed))
             self.rule = selection.lora_adapters
         else:
             self.rule = selection.name_contains(config.trainable_modules)

@@ -17,6 +17,7 @@ base model's own parameter names and values never change.
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -65,14 +66,15 @@ def find_targets(model: nn.Module, targets: LoRATargets) -> dict[str, tuple[str,
 class LoRAAdapter(nn.Module):
     """``up(down(x)) * multiplier * alpha / rank``; ``up`` starts at zero so training starts from the base model."""
 
-    def __init__(self, in_features: int, out_features: int, rank: int, alpha: float):
+    def __init__(self, in_features: int, out_features: int, rank: int, alpha: float,
+                 generator: Optional[torch.Generator] = None):
         super().__init__()
         self.rank = rank
         self.down = nn.Linear(in_features, rank, bias=False)
         self.up = nn.Linear(rank, out_features, bias=False)
         self.register_buffer("alpha", torch.tensor(float(alpha)))
         self.multiplier = 1.0
-        nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))
+        nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5), generator=generator)
         nn.init.zeros_(self.up.weight)
 
     @property
@@ -108,16 +110,20 @@ class LoRANetwork:
         return tensors
 
 
-def inject_lora(model: nn.Module, targets: LoRATargets, rank: int, alpha: float) -> LoRANetwork:
-    """Give every target Linear of ``model`` a fresh adapter (in the Linear's device, float32)."""
+def inject_lora(model: nn.Module, targets: LoRATargets, rank: int, alpha: float, seed: int = 0) -> LoRANetwork:
+    """Give every target Linear of ``model`` a fresh adapter (in the Linear's device, float32).
+
+    The starting weights come from ``seed`` and the targets' prefix alone (adapters in model order), so a recipe
+    starts from the same adapters in every run and on every process."""
     if rank < 1:
         raise InputError("lora.rank", f"is {rank}", "1 or more")
     found = find_targets(model, targets)
     if not found:
         raise InputError("model", f"has no Linear layer for LoRA prefix '{targets.prefix}'", "the model this recipe is for")
+    generator = torch.Generator().manual_seed(zlib.crc32(f"{seed}:{targets.prefix}".encode()))  # CPU generators keep 32 bits
     adapters = {}
     for name, (_, linear) in found.items():
-        adapter = LoRAAdapter(linear.in_features, linear.out_features, rank, alpha).to(linear.weight.device)
+        adapter = LoRAAdapter(linear.in_features, linear.out_features, rank, alpha, generator).to(linear.weight.device)
         linear.add_module(ADAPTER_NAME, adapter)
         linear.register_forward_hook(_add_adapter_output)
         adapters[name] = adapter
