@@ -88,7 +88,7 @@ def load_clipart(svg_path: str | Path, canvas: int = DEFAULT_CANVAS, keypoints_p
                  complexity: float = 0.5) -> Clipart:
     """Parse an SVG and rig it with its AniClipart side files (found next to it when not given)."""
     svg_path = Path(svg_path)
-    data = _read_svg_bytes(svg_path)
+    data = read_svg_bytes(svg_path)
     drawing = parse_svg(data, canvas)
     side = rigfiles.find_side_files(svg_path) if use_side_files else rigfiles.SideFiles(None, None, None)
     keypoints_path = keypoints_path or side.keypoints
@@ -107,7 +107,7 @@ def load_clipart(svg_path: str | Path, canvas: int = DEFAULT_CANVAS, keypoints_p
     return Clipart(rig, svg_path.stem, export.svg_digest(data), source)
 
 
-def _read_svg_bytes(path: Path) -> bytes:
+def read_svg_bytes(path: Path) -> bytes:
     from .safe_xml import MAX_BYTES
 
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .contour import _outside_background, silhouette
+from .contour import outside_background, silhouette
 from .document import Drawing
 
 _NEIGHBOURS = ((-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1))  # P2..P9 (row, col)
@@ -177,7 +177,7 @@ def detect_keypoints(drawing: Drawing, complexity: float = 0.5) -> tuple[np.ndar
     """Keypoints [K, 2] (canvas pixels) and bones [B, 2] from the drawing's silhouette."""
     complexity = float(min(max(complexity, 0.0), 1.0))
     mask = silhouette(drawing, 1)
-    filled = ~_outside_background(np.pad(mask, 1))[1:-1, 1:-1]
+    filled = ~outside_background(np.pad(mask, 1))[1:-1, 1:-1]
     if not filled.any():
         from ..core.errors import InputError
 

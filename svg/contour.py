@@ -48,7 +48,7 @@ def _spread_along_rows(reach: np.ndarray, background: np.ndarray) -> np.ndarray:
     return reached[run_id].reshape(background.shape)
 
 
-def _outside_background(mask: np.ndarray) -> np.ndarray:
+def outside_background(mask: np.ndarray) -> np.ndarray:
     """Background pixels 4-connected to the image frame (of a mask padded by one pixel)."""
     background = ~mask
     reach = np.zeros_like(mask)
@@ -99,7 +99,7 @@ def external_contours(mask: np.ndarray) -> list[np.ndarray]:
     """Outer borders of the foreground components (those not inside another's hole), as int [N, 2]
     pixel coordinates (x, y), in OpenCV's order (last found first)."""
     padded = np.pad(np.asarray(mask, bool), 1)
-    filled = ~_outside_background(padded)
+    filled = ~outside_background(padded)
     visited = np.zeros_like(filled)
     starts = filled.copy()
     starts[:, 1:] &= ~filled[:, :-1]

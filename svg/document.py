@@ -471,10 +471,10 @@ _STYLE_PROPERTIES = {"fill", "fill-opacity", "fill-rule", "opacity", "display", 
 
 def _local_bbox(subpaths: list[Subpath]) -> tuple[float, float, float, float]:
     """x0, y0, x1, y1 of the shape itself (curves flattened, not their control points)."""
-    from .stroke import _flatten
+    from .stroke import flatten_subpath
 
     size = max(float(np.ptp(np.concatenate([s.points for s in subpaths]), axis=0).max()), 1e-12)
-    points = np.concatenate([_flatten(s, size * 1e-4) for s in subpaths])
+    points = np.concatenate([flatten_subpath(s, size * 1e-4) for s in subpaths])
     low, high = points.min(0), points.max(0)
     return float(low[0]), float(low[1]), float(high[0]), float(high[1])
 

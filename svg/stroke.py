@@ -43,7 +43,7 @@ def stroke_outline(subpaths: list[Subpath], style: StrokeStyle, pixel_scale: flo
     pieces = []
     corners = []
     for subpath in subpaths:
-        line, corner = _flatten(subpath, FLATTEN_TOLERANCE / pixel_scale, with_corners=True)
+        line, corner = flatten_subpath(subpath, FLATTEN_TOLERANCE / pixel_scale, with_corners=True)
         corners.append(line[corner])
         closed = subpath.closed and len(line) > 2
         if closed and not np.allclose(line[0], line[-1]):
@@ -79,7 +79,7 @@ def _quarter_segments(radius_px: float) -> int:
     return int(min(max(math.ceil((math.pi / 2) / step), 1), 64))
 
 
-def _flatten(subpath: Subpath, tolerance: float, with_corners: bool = False):
+def flatten_subpath(subpath: Subpath, tolerance: float, with_corners: bool = False):
     """Points along a subpath's segments (closed subpaths end at their start); with ``with_corners`` also
     a mask of the points that end a segment (where joins belong; the others are along curves)."""
     points = subpath.points

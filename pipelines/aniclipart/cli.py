@@ -147,12 +147,12 @@ def run(args) -> int:
     _check_arguments(args)
     settings = RigSettings(max_tri_area=args.max_tri_area, min_tri_angle=args.min_tri_angle)
     if args.replay is not None:
-        from ...svg.animate import _read_svg_bytes
+        from ...svg.animate import read_svg_bytes
         from ...svg.document import parse_svg
         from ...svg.export import svg_digest
 
         record = parse_motion_json(_read_text(args.replay, "--replay"), "--replay")
-        data = _read_svg_bytes(args.input)
+        data = read_svg_bytes(args.input)
         animation = animation_from_record(parse_svg(data, record.canvas[0]), record, args.input.stem, svg_digest(data))
     else:
         clipart = load_clipart(args.input, args.canvas, args.keypoints, args.skeleton, args.layers,
