@@ -487,7 +487,7 @@ def _matrix_scale(matrix: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- viewport
 
 
-def _viewport(root: Element, input_name: str):
+def viewport_box(root: Element, input_name: str):
     """(viewBox x, y, w, h) or None, and the preserveAspectRatio mode."""
     box = None
     if "viewBox" in root.attrib:
@@ -511,7 +511,7 @@ def _viewport(root: Element, input_name: str):
     return box, root.attrib.get("preserveAspectRatio", "xMidYMid meet")
 
 
-def _fit_matrix(box, aspect: str, width: int, height: int) -> np.ndarray:
+def fit_matrix(box, aspect: str, width: int, height: int) -> np.ndarray:
     x, y, w, h = box
     parts = aspect.split()
     align = parts[0] if parts else "xMidYMid"
@@ -546,14 +546,14 @@ def parse_svg(data: bytes | str, canvas: int = DEFAULT_CANVAS, input_name: str =
     root = parse_xml(data, input_name)
     if root.tag != "svg":
         raise InputError(input_name, f"has a <{root.tag.split('}')[-1]}> root element", "an <svg> document")
-    box, aspect = _viewport(root, input_name)
+    box, aspect = viewport_box(root, input_name)
     reader = _Reader(root, input_name, (box[2], box[3]) if box is not None else (100.0, 100.0))
     reader.walk(root, np.eye(3), {}, 1.0, (), is_root=True)
     if not reader.groups:
         raise InputError(input_name, "contains no filled shape or stroke to animate", "an SVG with at least one visible path or shape")
     if box is None:
         box = _content_box(reader.groups)
-    fit = _fit_matrix(box, aspect, canvas, canvas)
+    fit = fit_matrix(box, aspect, canvas, canvas)
     identity = np.array_equal(fit, np.eye(3))
     groups = []
     for index, group in enumerate(reader.groups):

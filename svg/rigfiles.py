@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import InputError
-from .document import DEFAULT_CANVAS, _fit_matrix, _viewport, check_canvas, parse_length, parse_transform
+from .document import DEFAULT_CANVAS, fit_matrix, viewport_box, check_canvas, parse_length, parse_transform
 from .safe_xml import parse_xml
 
 MAX_KEYPOINTS = 200
@@ -36,7 +36,7 @@ def parse_keypoint_svg(data: bytes | str, canvas: int = DEFAULT_CANVAS, input_na
     root = parse_xml(data, input_name)
     if root.tag != "svg":
         raise InputError(input_name, "is not an SVG document", "an SVG of <circle> keypoints")
-    box, aspect = _viewport(root, input_name)
+    box, aspect = viewport_box(root, input_name)
     centres = []
 
     def walk(element, matrix):
@@ -59,7 +59,7 @@ def parse_keypoint_svg(data: bytes | str, canvas: int = DEFAULT_CANVAS, input_na
     points = np.array(centres, np.float64)
     if box is None:
         raise InputError(input_name, "has neither a viewBox nor width/height", "the art's viewBox on the keypoint SVG")
-    fit = _fit_matrix(box, aspect, canvas, canvas)
+    fit = fit_matrix(box, aspect, canvas, canvas)
     return points @ fit[:2, :2].T + fit[:2, 2]
 
 

@@ -81,3 +81,16 @@ def test_shared_pipeline_modules_import_no_method_package():
              for path in sorted((REPO / "pipelines").glob("*.py"))
              for line, method in _method_imports(["pipelines"], path.read_text()) if method in methods]
     assert not found, "\n".join(found)
+
+
+def test_no_module_imports_another_modules_private_name():
+    """What a module shares it names publicly; ``_name`` stays inside its module."""
+    found = []
+    for path in sorted(REPO.glob("*/**/*.py")):
+        if path.relative_to(REPO).parts[0] not in LAYERS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("comfyui_animate_suite")):
+                found += [f"{path.relative_to(REPO)}:{node.lineno} imports {alias.name}" for alias in node.names
+                          if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert not found, "\n".join(found)
