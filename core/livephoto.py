@@ -28,7 +28,6 @@ STILL_IMAGE_TIME_KEY = b"com.apple.quicktime.still-image-time"
 _UTF8 = 1  # QuickTime well-known data types
 _SINT8 = 65
 _APPLE_MAKERNOTE_HEADER = b"Apple iOS\x00" + b"\x00\x01" + b"MM"
-_CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"udta", b"edts", b"dinf"}
 
 
 def new_content_identifier() -> str:

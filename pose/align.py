@@ -10,7 +10,7 @@
   with the joint they hang from (scaled like their forearm / head). Use it when the driving actor's
   proportions differ from the reference character's.
 - ``smooth`` averages each point over neighbouring frames (Gaussian weights times confidence).
-- ``fit_canvas`` maps poses onto another canvas size the way ``pipelines.images.resize_batch``
+- ``fit_canvas`` maps poses onto another canvas size the way ``core.images.resize_batch``
   maps the frames (crop / pad / stretch).
 """
 

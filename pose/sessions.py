@@ -152,7 +152,3 @@ def load(path: str | os.PathLike, what: str, device: str = "auto", source: str =
             _cache.popitem(last=False)
     return model
 
-
-def clear_cache() -> None:
-    with _cache_lock:
-        _cache.clear()

@@ -13,7 +13,7 @@ variants) holds, by key prefix, and where each part goes:
 ``conditioner.embedders.0.open_clip.model.visual.*``           OpenCLIP ViT-H/14 image tower -> CLIPVisionModelWithProjection
 =============================================================  =====================================
 
-Keys that are read but deliberately not used (``LEFTOVERS``, each with the reason):
+Keys that are read but deliberately not used (``SingleFileLayout.leftovers``, each with the reason):
 
 - ``first_stage_model.encoder.*``: the first stage's own encoder. img2vid never encodes with it
   (the conditioner's copy above encodes the input frame, as in the reference sampler); it is used
