@@ -1,7 +1,11 @@
 """Which frames each denoising pass sees when a clip is longer than the model's window, and how the
-overlapping predictions are blended. Three named schedules, one per method that follows its reference:
+overlapping predictions are blended. Three named schedules (``WINDOW_SCHEDULES``), one per method that
+follows its reference; every schedule is a ``WindowSchedule`` of two functions with one signature each:
+``windows(num_frames, size, overlap) -> [[frame index, ...], ...]`` and
+``weights(window, num_frames, overlap) -> one blend weight per frame of the window``. A sampler adds each
+window's prediction to a ``WindowBlend`` and takes the weighted average from it.
 
-- ``"overlapping"`` (SVD): contiguous windows ``[start, end)`` of ``length`` frames, ``length - overlap``
+- ``"overlapping"`` (SVD): contiguous windows of ``size`` frames, ``size - overlap``
   apart, the last one ending at the final frame; blended with ``ramp_weights``: linear ramps
   ``1/(overlap+1), 2/(overlap+1), ...`` where a window has a neighbour, 1 elsewhere.
 - ``"uniform"`` (AnimateAnyone, the reference's "uniform" context schedule): windows of ``size`` frames
@@ -20,35 +24,41 @@ A clip no longer than the window is one window in every schedule.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 
 from .errors import InputError
 
 
-def overlapping_windows(total: int, length: int, overlap: int) -> list[tuple[int, int]]:
-    """Frame ranges [start, end) of ``length`` frames overlapping by at least ``overlap``, covering ``total``."""
-    if total <= length:
-        return [(0, total)]
-    stride = length - overlap
-    starts = list(range(0, total - length, stride)) + [total - length]
-    return [(start, start + length) for start in starts]
+Window = list[int]  # frame indices, in the order the model sees them
 
 
-def ramp_weights(start: int, end: int, total: int, overlap: int) -> torch.Tensor:
-    """Blend weights of window [start, end): linear ramps where it overlaps a neighbour, 1 elsewhere."""
+def overlapping_windows(num_frames: int, size: int, overlap: int) -> list[Window]:
+    """Contiguous windows of ``size`` frames overlapping by at least ``overlap``, the last ending at the final frame."""
+    if num_frames <= size:
+        return [list(range(num_frames))]
+    stride = size - overlap
+    starts = list(range(0, num_frames - size, stride)) + [num_frames - size]
+    return [list(range(start, start + size)) for start in starts]
+
+
+def ramp_weights(window: Sequence[int], num_frames: int, overlap: int) -> torch.Tensor:
+    """Linear ramps where a contiguous window overlaps a neighbour, 1 elsewhere."""
+    start, end = window[0], window[-1] + 1
     length = end - start
     k = torch.arange(length, dtype=torch.float32)
     weights = torch.ones(length)
     if start > 0:
         weights = torch.minimum(weights, (k + 1) / (overlap + 1))
-    if end < total:
+    if end < num_frames:
         weights = torch.minimum(weights, (length - k) / (overlap + 1))
     return weights
 
 
 def uniform_windows(num_frames: int, size: int, overlap: int = 4, stride: int = 1,
-                    closed_loop: bool = True) -> list[list[int]]:
+                    closed_loop: bool = True) -> list[Window]:
     """Frame indices of each window of the "uniform" schedule (see the module docstring)."""
     if num_frames <= size:
         return [list(range(num_frames))]
@@ -64,9 +74,9 @@ def uniform_windows(num_frames: int, size: int, overlap: int = 4, stride: int = 
     return windows
 
 
-def equal_weights(length: int, device=None) -> torch.Tensor:
-    """The "uniform" schedule's blend: every position counts once."""
-    return torch.ones(length, device=device)
+def equal_weights(window: Sequence[int], num_frames: int, overlap: int) -> torch.Tensor:
+    """The "uniform" schedule's blend: every position counts once (a plain average)."""
+    return torch.ones(len(window))
 
 
 def tile_length(tile_size: int, num_frames: int) -> int:
@@ -74,7 +84,7 @@ def tile_length(tile_size: int, num_frames: int) -> int:
     return min(tile_size, num_frames)
 
 
-def frame_tiles(num_frames: int, tile_size: int, tile_overlap: int) -> list[list[int]]:
+def frame_tiles(num_frames: int, tile_size: int, tile_overlap: int) -> list[Window]:
     """Frame indices of each tile; frame 0 is in every tile (see the module docstring)."""
     if tile_size < 2:
         raise InputError("tile_size", f"is {tile_size}", "at least 2 (frame 0 plus one more frame per tile)")
@@ -91,15 +101,42 @@ def frame_tiles(num_frames: int, tile_size: int, tile_overlap: int) -> list[list
     return tiles
 
 
-def tile_weights(length: int, device=None) -> torch.Tensor:
-    """Triangular blending weights over a tile's positions, e.g. 1/8, 3/8, 5/8, 7/8, 7/8, ... for 8."""
-    weights = (torch.arange(length, device=device) + 0.5) * 2.0 / length
+def tile_weights(window: Sequence[int], num_frames: int, overlap: int) -> torch.Tensor:
+    """A triangle over the tile's positions, e.g. 1/8, 3/8, 5/8, 7/8, 7/8, ... for 8 frames."""
+    length = len(window)
+    weights = (torch.arange(length) + 0.5) * 2.0 / length
     return torch.minimum(weights, 2 - weights)
 
 
-# name -> (windows(num_frames, window, overlap), blend weights); each method calls its own pair directly.
-WINDOW_SCHEDULES = {
-    "overlapping": (overlapping_windows, ramp_weights),
-    "uniform": (uniform_windows, equal_weights),
-    "frame_tiles": (frame_tiles, tile_weights),
-}
+@dataclass(frozen=True)
+class WindowSchedule:
+    windows: Callable[[int, int, int], list[Window]]
+    weights: Callable[[Sequence[int], int, int], torch.Tensor]
+
+
+OVERLAPPING = WindowSchedule(overlapping_windows, ramp_weights)
+UNIFORM = WindowSchedule(uniform_windows, equal_weights)
+FRAME_TILES = WindowSchedule(frame_tiles, tile_weights)
+WINDOW_SCHEDULES = {"overlapping": OVERLAPPING, "uniform": UNIFORM, "frame_tiles": FRAME_TILES}
+
+
+class WindowBlend:
+    """The weighted average, frame by frame, of predictions made window by window.
+
+    ``like`` gives the shape, dtype and device of the full prediction, ``frame_dim`` where its frames are.
+    """
+
+    def __init__(self, like: torch.Tensor, frame_dim: int):
+        self.frame_dim = frame_dim
+        self.total = torch.zeros_like(like)
+        self.weight_sum = torch.zeros(like.shape[frame_dim], dtype=like.dtype, device=like.device)
+        self._trailing = (1,) * (like.dim() - frame_dim - 1)
+
+    def add(self, window: Sequence[int], prediction: torch.Tensor, weights: torch.Tensor) -> None:
+        weights = weights.to(self.total.device)
+        index = (slice(None),) * self.frame_dim + (list(window),)
+        self.total[index] += prediction * weights.view(-1, *self._trailing)
+        self.weight_sum[list(window)] += weights
+
+    def average(self) -> torch.Tensor:
+        return self.total / self.weight_sum.view(-1, *self._trailing)

@@ -13,15 +13,11 @@ CASES = [(frames, window, overlap) for frames, window in itertools.product((1, 5
          for overlap in range(1, window)]
 
 
-def _frames_of(windows):
-    return [list(range(*w)) if isinstance(w, tuple) else w for w in windows]
-
-
 @pytest.mark.parametrize("name", fw.WINDOW_SCHEDULES)
 def test_every_schedule_covers_every_frame_and_a_short_clip_is_one_window(name):
-    make, _ = fw.WINDOW_SCHEDULES[name]
+    schedule = fw.WINDOW_SCHEDULES[name]
     for frames, window, overlap in CASES:
-        windows = _frames_of(make(frames, window, overlap))
+        windows = schedule.windows(frames, window, overlap)
         assert set().union(*map(set, windows)) == set(range(frames)), (name, frames, window, overlap)
         assert all(0 <= i < frames for w in windows for i in w)
         if frames <= window:
@@ -33,17 +29,18 @@ def test_every_schedule_covers_every_frame_and_a_short_clip_is_one_window(name):
 def test_overlapping_windows_are_contiguous_overlap_enough_and_end_at_the_last_frame():
     for frames, window, overlap in CASES:
         windows = fw.overlapping_windows(frames, window, overlap)
-        assert windows[0][0] == 0 and windows[-1][1] == frames
-        assert all(end - start == min(window, frames) for start, end in windows)
-        assert all(b[0] <= a[1] - overlap for a, b in zip(windows, windows[1:]))
+        assert windows[0][0] == 0 and windows[-1][-1] == frames - 1
+        assert all(w == list(range(w[0], w[0] + min(window, frames))) for w in windows)
+        assert all(b[0] <= a[-1] + 1 - overlap for a, b in zip(windows, windows[1:]))
         assert [b[0] - a[0] for a, b in zip(windows[:-2], windows[1:-1])] == [window - overlap] * (len(windows) - 2)
 
 
 def test_ramp_weights_ramp_only_towards_neighbours_and_every_frame_keeps_weight():
     for frames, window, overlap in CASES:
         weight_sum = torch.zeros(frames)
-        for start, end in fw.overlapping_windows(frames, window, overlap):
-            weights = fw.ramp_weights(start, end, frames, overlap)
+        for window_frames in fw.overlapping_windows(frames, window, overlap):
+            start, end = window_frames[0], window_frames[-1] + 1
+            weights = fw.ramp_weights(window_frames, frames, overlap)
             assert weights.shape == (end - start,) and 0 < weights.min() and weights.max() <= 1
             edge = 1 / (overlap + 1)
             assert torch.isclose(weights[0], torch.tensor(edge if start > 0 else 1.0))
@@ -95,7 +92,7 @@ def test_frame_tiles_hold_frame_zero_then_consecutive_frames_and_end_at_the_last
 
 def test_tile_weights_are_a_symmetric_triangle_peaking_in_the_middle():
     for length in range(1, 20):
-        weights = fw.tile_weights(length)
+        weights = fw.tile_weights(list(range(length)), length, 0)
         assert torch.allclose(weights, weights.flip(0)) and 0 < weights.min() and weights.max() <= 1
         assert torch.allclose(weights[0], torch.tensor(1 / length))
         half = weights[: (length + 1) // 2]
@@ -103,7 +100,32 @@ def test_tile_weights_are_a_symmetric_triangle_peaking_in_the_middle():
 
 
 def test_equal_weights_average_the_uniform_windows():
-    assert torch.equal(fw.equal_weights(5), torch.ones(5))
+    assert torch.equal(fw.equal_weights([3, 4, 0], 5, 1), torch.ones(3))
+
+
+@pytest.mark.parametrize("name", fw.WINDOW_SCHEDULES)
+@pytest.mark.parametrize("frame_dim", (1, 2))
+def test_window_blend_is_the_weighted_average_of_every_window_holding_a_frame(name, frame_dim):
+    schedule = fw.WINDOW_SCHEDULES[name]
+    frames, size, overlap = 11, 4, 2
+    shape = [2, 3, 3, 5, 5]
+    shape[frame_dim] = frames
+    blend = fw.WindowBlend(torch.zeros(shape), frame_dim)
+    generator = torch.Generator().manual_seed(0)
+    added = []  # (window, prediction, weights)
+    for window in schedule.windows(frames, size, overlap):
+        window_shape = list(shape)
+        window_shape[frame_dim] = len(window)
+        prediction = torch.randn(window_shape, generator=generator)
+        weights = schedule.weights(window, frames, overlap)
+        blend.add(window, prediction, weights)
+        added.append((window, prediction, weights))
+    average = blend.average()
+    for frame in range(frames):
+        parts = [(p.select(frame_dim, w.index(frame)), wt[w.index(frame)]) for w, p, wt in added if frame in w]
+        expected = sum(wt * p for p, wt in parts) / sum(wt for _, wt in parts)
+        torch.testing.assert_close(average.select(frame_dim, frame), expected)
+    assert blend.weight_sum.min() > 0
 
 
 def test_the_references_own_layouts():
@@ -115,4 +137,4 @@ def test_the_references_own_layouts():
     strided = fw.uniform_windows(40, 16, overlap=0, stride=4)  # levels capped at ceil(log2(40/16)) + 1 = 3
     assert [w[1] - w[0] for w in strided] == [1] * 3 + [2] * 2 + [4]
     assert fw.frame_tiles(40, 16, 4)[:3] == [[0, *range(1, 16)], [0, *range(13, 28)], [0, *range(25, 40)]]
-    assert torch.allclose(fw.tile_weights(4), torch.tensor([0.25, 0.75, 0.75, 0.25]))
+    assert torch.allclose(fw.tile_weights([0, 1, 2, 3], 10, 2), torch.tensor([0.25, 0.75, 0.75, 0.25]))

@@ -8,7 +8,7 @@ import torch
 
 from comfyui_animate_suite.core.context import RunContext
 from comfyui_animate_suite.core.errors import InputError
-from comfyui_animate_suite.core.frame_windows import overlapping_windows
+from comfyui_animate_suite.core.frame_windows import OVERLAPPING
 from comfyui_animate_suite.pipelines.svd import loading, pipeline, samplers, stages
 from comfyui_animate_suite.pipelines.svd.pipeline import SVDSettings
 from svd_support import HEIGHT, WIDTH, as_image, photo, tiny_svd_files
@@ -183,7 +183,7 @@ def test_long_clips_are_sampled_in_native_length_windows(parts, monkeypatch):
     spy = _UNetSpy(parts.unet, monkeypatch)
     frames = pipeline.generate(parts, as_image(photo()), _quick(num_frames=7, context_overlap=2, max_guidance=1.0))
     assert frames.shape[0] == 7 and torch.isfinite(frames).all()
-    windows = overlapping_windows(7, parts.num_frames, 2)
+    windows = OVERLAPPING.windows(7, parts.num_frames, 2)
     assert len(windows) == 3 and len(spy.calls) == len(windows)
     assert all(call["shape"][1] == parts.num_frames for call in spy.calls)
 

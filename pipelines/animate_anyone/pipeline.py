@@ -7,8 +7,7 @@ Follows Moore-AnimateAnyone's ``Pose2VideoPipeline`` (``pipeline_pose2vid_long.p
 3. ReferenceNet, once per job (timestep 0): the self-attention inputs of its transformer blocks.
 4. PoseGuider features of every pose frame resized to width x height (Lanczos, 0..1), once per job.
 5. DDIM (v-prediction, zero-SNR, trailing) over context windows (the "uniform" schedule of
-   ``core/frame_windows.py``); per window
-   the unconditional and conditional halves run as one batch; overlapping predictions are averaged.
+   ``core/frame_windows.py``); per window the unconditional and conditional halves run as one batch; overlapping predictions are averaged.
    Without guidance (guidance <= 1) the reference sums overlapping predictions instead of averaging
    them; that is kept so results match it (use overlap 0 or guidance > 1 to avoid it).
 6. VAE decoding one frame at a time.
@@ -28,7 +27,7 @@ import torch
 
 from ...core.context import RunContext
 from ...core.errors import InputError
-from ...core.frame_windows import uniform_windows
+from ...core.frame_windows import UNIFORM, WindowBlend
 from ...core.images import check_image_batch, to_uint8
 from ...core.latent_preview import latent_preview
 from .loading import AnimateAnyoneModels
@@ -215,25 +214,25 @@ def denoise(models: AnimateAnyoneModels, noise: torch.Tensor, embeds: torch.Tens
     pose_features = pose_features.repeat(copies, 1, 1, 1, 1)
     latents = noise.to(ctx.device, torch.float32) * scheduler.init_noise_sigma
     frames = latents.shape[2]
-    windows = uniform_windows(frames, settings.context_frames, settings.context_overlap, settings.context_stride)
+    windows = UNIFORM.windows(frames, settings.context_frames, settings.context_overlap, settings.context_stride)
     total = len(scheduler.timesteps) * len(windows)
     memory = window_memory(copies * len(windows[0]), settings.width, settings.height, ctx.dtype)
     with reading_reference(unet, features, guided):
         for step, t in enumerate(scheduler.timesteps):
             ctx.stage(unet, memory_required=memory)
-            prediction = torch.zeros((copies, *latents.shape[1:]), device=latents.device)
-            counter = torch.zeros((1, 1, frames, 1, 1), device=latents.device)
+            blend = WindowBlend(torch.zeros((copies, *latents.shape[1:]), device=latents.device), frame_dim=2)
             for index, window in enumerate(windows):
                 ctx.check_interrupt()
                 x = scheduler.scale_model_input(latents[:, :, window].repeat(copies, 1, 1, 1, 1), t)
                 out = unet(x.to(ctx.dtype), t, context, pose_features[:, :, window]).float()
-                prediction[:, :, window] = prediction[:, :, window] + out
-                counter[:, :, window] = counter[:, :, window] + 1
+                blend.add(window, out, UNIFORM.weights(window, frames, settings.context_overlap))
                 if index < len(windows) - 1:
                     ctx.report(step * len(windows) + index + 1, total)
             if guided:
-                uncond, cond = (prediction / counter).chunk(2)
+                uncond, cond = blend.average().chunk(2)
                 prediction = uncond + settings.guidance * (cond - uncond)
+            else:  # the reference's unguided path sums overlapping windows (see the module docstring)
+                prediction = blend.total
             result = scheduler.step(prediction, t, latents)
             latents = result.prev_sample
             ctx.report((step + 1) * len(windows), total, lambda: latent_preview(result.pred_original_sample, frame_dim=2))

@@ -31,7 +31,7 @@ import torch
 from ...core import images as image_ops
 from ...core.context import RunContext
 from ...core.errors import InputError
-from ...core.frame_windows import frame_tiles, tile_length, tile_weights
+from ...core.frame_windows import FRAME_TILES, tile_length
 from ...core.latent_preview import latent_preview
 from ..svd import stages
 from . import hjb
@@ -233,7 +233,7 @@ def animate(models: StableAnimatorModels, inputs: AnimationInputs, settings: Ani
     _check_settings(settings)
     reference, reference_at_size, poses, pose_canvas_hw = _prepare_frames(inputs, settings, warnings)
     num_frames = poses.shape[0]
-    tiles = frame_tiles(num_frames, tile_length(settings.tile_size, num_frames), settings.tile_overlap)
+    tiles = FRAME_TILES.windows(num_frames, tile_length(settings.tile_size, num_frames), settings.tile_overlap)
     face_embedding, has_face = _face_embedding(inputs.face_embedding, warnings)
     boxes = _face_boxes(models, inputs, settings, face_optimization, has_face,
                         tuple(reference.shape[-2:]), pose_canvas_hw, num_frames, warnings)
@@ -278,7 +278,7 @@ def _denoise(models, poses, image_latents, states, noise, tiles, settings, face_
     guidance = guidance.to(ctx.device, latents.dtype).view(1, -1, 1, 1, 1)
     with_uncond = bool((guidance != 1.0).any())  # exactly 1 everywhere is the conditional prediction alone
     poses = (poses * 2.0 - 1.0).to(ctx.device, ctx.dtype)
-    weights = tile_weights(len(tiles[0]), ctx.device)[:, None, None, None]
+    weights = FRAME_TILES.weights(tiles[0], num_frames, settings.tile_overlap).to(ctx.device)[:, None, None, None]
     unet_memory = stages.unet_memory(len(tiles[0]), latents.shape[-2:], ctx.dtype)
     refined_steps = 0
 

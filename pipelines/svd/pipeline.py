@@ -27,7 +27,7 @@ import torch
 from ...core import images as image_ops
 from ...core.context import RunContext
 from ...core.errors import InputError
-from ...core.frame_windows import overlapping_windows, ramp_weights
+from ...core.frame_windows import OVERLAPPING, WindowBlend
 from ...core.latent_preview import latent_preview
 from . import samplers, stages
 from .loading import SVDComponents
@@ -153,8 +153,7 @@ class _GuidedDenoiser:
         self.embeds, self.image_latents, self.time_ids = embeds, image_latents, time_ids
         self.guidance = guidance  # [F] or None when guidance is off
         self.windows, self.overlap = windows, overlap
-        length = windows[0][1] - windows[0][0]
-        self.batched = length * image_latents.shape[-2] * image_latents.shape[-1] <= _BATCHED_GUIDANCE_LIMIT
+        self.batched = len(windows[0]) * image_latents.shape[-2] * image_latents.shape[-1] <= _BATCHED_GUIDANCE_LIMIT
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         model_input = stages.scale_model_input(x, sigma)
@@ -163,14 +162,13 @@ class _GuidedDenoiser:
         if len(self.windows) == 1:
             v = self._predict(model_input, timestep, 0, total)
         else:
-            v = torch.zeros_like(x)
-            weight_sum = torch.zeros(total, device=x.device)
-            for start, end in self.windows:
+            blend = WindowBlend(x, frame_dim=1)
+            for window in self.windows:
                 self.ctx.check_interrupt()
-                weights = ramp_weights(start, end, total, self.overlap).to(x.device)
-                v[:, start:end] += self._predict(model_input[:, start:end], timestep, start, end) * weights.view(1, -1, 1, 1, 1)
-                weight_sum[start:end] += weights
-            v = v / weight_sum.view(1, -1, 1, 1, 1)
+                start, end = window[0], window[-1] + 1
+                blend.add(window, self._predict(model_input[:, start:end], timestep, start, end),
+                          OVERLAPPING.weights(window, total, self.overlap))
+            v = blend.average()
         return stages.v_prediction_x0(v, x, sigma)
 
     def _unet(self, sample, embeds, time_ids, timestep):
@@ -208,11 +206,11 @@ def sample_latents(unet, embeds, image_latents, settings: SVDSettings, scheduler
     if max(settings.min_guidance, settings.max_guidance) > 1:  # as diffusers' SVD: guidance when the max is over 1
         guidance = stages.frame_guidance(settings.min_guidance, settings.max_guidance, frames).to(ctx.device)
     window = settings.context_frames or native_frames
-    windows = overlapping_windows(frames, window, settings.context_overlap)
+    windows = OVERLAPPING.windows(frames, window, settings.context_overlap)
     repeated = image_latents.unsqueeze(1).repeat(1, frames, 1, 1, 1)
     denoiser = _GuidedDenoiser(unet, embeds.to(ctx.device), repeated, time_ids, guidance, windows,
                                settings.context_overlap, ctx)
-    frames_per_call = (windows[0][1] - windows[0][0]) * (2 if guidance is not None and denoiser.batched else 1)
+    frames_per_call = len(windows[0]) * (2 if guidance is not None and denoiser.batched else 1)
     ctx.stage(unet, memory_required=stages.unet_memory(frames_per_call, (h, w), stages.module_dtype(unet)))
 
     def on_step(index, x, denoised):
