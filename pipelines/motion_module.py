@@ -11,21 +11,38 @@ It takes either layout its hosts use: UNet feature maps with the frames folded i
 its window; with EasyAnimate's "grid" option (``VanillaGrid``) a temporal sequence is all frames of one
 ``block_size`` x ``block_size`` cell of tokens, ordered (frame, row, column), and the sinusoidal frame
 encoding is added before the fold, so the tokens of a cell share it (sides must be multiples of the cell).
+
+What the hosts share besides the network: ``parse_motion_settings`` (a reference's ``motion_module_kwargs``),
+``initialise_motion_modules`` (the weights training starts from without a motion-module file) and
+``is_motion_module_key`` (which state-dict keys and parameters are the motion module's).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+UNET_MOTION_KEY = "motion_modules."  # AnimateDiff UNets (AnimateAnyone): ``*.motion_modules.N.*``
+DIT_MOTION_KEY = "temporal"  # EasyAnimate keeps every key with it (``*.attn_temporal.temporal_transformer.*``)
+TEMPORAL_SELF = "Temporal_Self"  # the only attention block type of the released modules
+ANIMATEDIFF_OPTIONS = ("num_attention_heads", "num_transformer_block", "attention_block_types",
+                       "temporal_position_encoding", "temporal_position_encoding_max_len", "temporal_attention_dim_div")
+
+
+def is_motion_module_key(key: str, marker: str) -> bool:
+    """Whether a state-dict or parameter name lies in a motion module; ``marker`` is how the host names
+    them (``UNET_MOTION_KEY`` or ``DIT_MOTION_KEY``)."""
+    return marker in key
+
 
 @dataclass(frozen=True)
 class MotionSettings:
-    """``motion_module_kwargs`` of a motion module (each method parses its own config format into this)."""
+    """``motion_module_kwargs`` of a motion module (``parse_motion_settings`` reads the references' dicts)."""
 
     num_attention_heads: int = 8
     num_transformer_block: int = 1
@@ -41,6 +58,38 @@ class MotionSettings:
     def cell(self) -> int:
         """Side of the token cell that shares one temporal sequence (1 without the grid)."""
         return self.block_size if self.grid else 1
+
+
+MOTION_OPTIONS = tuple(f.name for f in fields(MotionSettings) if f.name != "grid")
+
+
+def parse_motion_settings(options: Mapping[str, Any], *, default_max_len: int, grid: bool = False,
+                          only_animatediff_options: bool = False, block_count: int | None = None,
+                          position_encoding_required: bool = False) -> tuple[MotionSettings, list[str]]:
+    """A reference's ``motion_module_kwargs`` -> the settings and what in it is unsupported (empty when
+    nothing is). The hosts differ in what they accept:
+
+    - ``default_max_len``: the frame table's length when the dict does not give it;
+    - ``grid``: a ``VanillaGrid`` module (its ``block_size`` defaults to 2);
+    - ``only_animatediff_options``: read AnimateDiff's six options and ignore other keys, instead of reading
+      every ``MotionSettings`` option and refusing unknown keys;
+    - ``block_count``: how many ``Temporal_Self`` blocks are required (None: any number);
+    - ``position_encoding_required``: refuse ``temporal_position_encoding=false``.
+    """
+    readable = ANIMATEDIFF_OPTIONS if only_animatediff_options else MOTION_OPTIONS
+    given = {key: value for key, value in options.items() if key in readable}
+    blocks = tuple(given.pop("attention_block_types", MotionSettings.attention_block_types))
+    problems = []
+    if any(kind != TEMPORAL_SELF for kind in blocks) or block_count not in (None, len(blocks)):
+        problems.append(f"attention_block_types={list(blocks)!r}")
+    if position_encoding_required and not given.get("temporal_position_encoding", True):
+        problems.append(f"temporal_position_encoding={given['temporal_position_encoding']!r}")
+    if not only_animatediff_options:
+        problems += [f"unknown option '{key}'" for key in sorted(set(options) - set(readable))]
+    given.setdefault("temporal_position_encoding_max_len", default_max_len)
+    given.setdefault("block_size", 2 if grid else 1)
+    values = {key: bool(value) if key == "temporal_position_encoding" else int(value) for key, value in given.items()}
+    return MotionSettings(attention_block_types=blocks, grid=grid, **values), problems
 
 
 def sinusoid_table(max_len: int, dim: int) -> torch.Tensor:
@@ -178,3 +227,31 @@ class MotionModule(nn.Module):
         batch, tokens, channels = x.shape
         folded = x.reshape(batch * frames, tokens // frames, channels)
         return self.temporal_transformer.forward_tokens(folded, frames, height, width).reshape(batch, tokens, channels)
+
+
+@torch.no_grad()
+def initialise_motion_modules(model: nn.Module, seed: int) -> list[str]:
+    """Give every ``MotionModule`` of ``model`` (built on the meta device or left uninitialised) the weights
+    AnimateDiff starts from: PyTorch's default initialisation drawn from ``seed`` (the global random state is
+    left as it was), ``proj_out`` zeroed so each module starts as the identity, and the sinusoidal frame
+    tables. The modules are allocated anew on the CPU. Returns their state-dict keys."""
+    keys = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for name, module in model.named_modules():
+            if isinstance(module, MotionModule):
+                _initialise(module)
+                keys += [f"{name}.{key}" for key in module.state_dict()]
+    return keys
+
+
+def _initialise(module: MotionModule) -> None:
+    module.to_empty(device="cpu")
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.LayerNorm, nn.GroupNorm)):
+            layer.reset_parameters()
+        elif isinstance(layer, PositionalEncoding):
+            _, max_len, dim = layer.pe.shape
+            layer.pe.copy_(sinusoid_table(max_len, dim))
+    nn.init.zeros_(module.temporal_transformer.proj_out.weight)
+    nn.init.zeros_(module.temporal_transformer.proj_out.bias)

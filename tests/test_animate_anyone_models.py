@@ -9,6 +9,7 @@ import torch
 
 from comfyui_animate_suite.pipelines.animate_anyone import reference_attention
 from comfyui_animate_suite.pipelines.animate_anyone.loading import AnimateAnyoneConfig, released_role
+from comfyui_animate_suite.pipelines.animate_anyone.models_unet import MotionLayout
 from comfyui_animate_suite.pipelines.motion_module import MotionModule, MotionSettings
 from tiny_models import animate_anyone as tiny
 from tiny_models import seeded
@@ -116,6 +117,17 @@ def test_motion_module_refuses_windows_longer_than_its_position_table():
     module = _motion_module(max_len=4)
     with pytest.raises(ValueError, match="at most 4"):
         module(torch.randn(5, 32, 2, 2), frames=5)
+
+
+def test_motion_module_configs_animate_anyone_reads_and_refuses():
+    shipped = AnimateAnyoneConfig.for_weights().motion
+    assert MotionLayout.from_kwargs(shipped).settings == MotionSettings()  # inference_v2.yaml: AnimateDiff v2
+    ignored = {"zero_initialize": True, "norm_num_groups": 16}  # AnimateAnyone reads AnimateDiff's options only
+    with_extras = {**shipped, "motion_module_kwargs": {**shipped["motion_module_kwargs"], **ignored}}
+    assert MotionLayout.from_kwargs(with_extras).settings == MotionSettings()
+    for options in ({"attention_block_types": ["Temporal_Self"]}, {"temporal_position_encoding": False}):
+        with pytest.raises(ValueError, match="are not supported"):
+            MotionLayout.from_kwargs({**shipped, "motion_module_kwargs": options})
 
 
 def test_reference_reader_matches_the_reference_formulation():

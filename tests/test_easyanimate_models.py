@@ -31,9 +31,10 @@ def test_released_layout_at_pixart_xl_size(released):
     ours = _shapes(transformer)
     base = released["transformer/diffusion_pytorch_model.safetensors"]
     motion = released["Motion_Module/easyanimate_v1_mm.safetensors"]
-    assert {k: v for k, v in ours.items() if not models.is_motion_module_key(k)} == base
-    assert {k: v for k, v in ours.items() if models.is_motion_module_key(k)} == motion
-    assert sum(v.numel() for k, v in transformer.state_dict().items() if models.is_motion_module_key(k)) \
+    in_motion_module = {k: motion_module.is_motion_module_key(k, motion_module.DIT_MOTION_KEY) for k in ours}
+    assert {k: v for k, v in ours.items() if not in_motion_module[k]} == base
+    assert {k: v for k, v in ours.items() if in_motion_module[k]} == motion
+    assert sum(v.numel() for k, v in transformer.state_dict().items() if in_motion_module[k]) \
         == released["counts"]["motion_module_params"]
 
 
@@ -67,6 +68,15 @@ def test_unsupported_configs_are_refused_with_the_reason():
     kwargs = dict(loading.shipped_config("v1_motion_module.json"), basic_block_type="selfattentiontemporal")
     with pytest.raises(CheckpointError, match="basic_block_type"):
         models.motion_settings(kwargs)
+    shipped = loading.shipped_config("v1_motion_module.json")
+    options = shipped["motion_module_kwargs"]
+    with pytest.raises(CheckpointError, match="unknown option 'zero_initialize'"):
+        models.motion_settings({**shipped, "motion_module_kwargs": {**options, "zero_initialize": True}})
+    # What AnimateAnyone refuses, v1's config may ask for: any number of blocks, no frame positions.
+    settings = models.motion_settings({**shipped, "motion_module_kwargs": {
+        **options, "attention_block_types": ["Temporal_Self"], "temporal_position_encoding": False}})
+    assert (settings.attention_block_types, settings.temporal_position_encoding) == (("Temporal_Self",), False)
+    assert (settings.grid, settings.block_size, settings.temporal_position_encoding_max_len) == (True, 2, 4096)
 
 
 def _attention() -> motion_module.TemporalAttention:

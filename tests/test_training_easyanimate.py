@@ -17,8 +17,7 @@ from comfyui_animate_suite.pipelines.easyanimate import loading
 from comfyui_animate_suite.pipelines.easyanimate import lora as inference_lora
 from comfyui_animate_suite.pipelines.easyanimate import training as easyanimate_training
 from comfyui_animate_suite.pipelines.easyanimate import training_task as ea_task
-from comfyui_animate_suite.pipelines.easyanimate.models import is_motion_module_key
-from comfyui_animate_suite.pipelines.motion_module import sinusoid_table
+from comfyui_animate_suite.pipelines.motion_module import DIT_MOTION_KEY, is_motion_module_key, sinusoid_table
 from comfyui_animate_suite.core.errors import InputError
 from comfyui_animate_suite.pipelines.training import checkpointing, lora
 from comfyui_animate_suite.pipelines.training.config import load_config, parse_config
@@ -96,7 +95,7 @@ def test_the_exported_file_loads_into_the_inference_model_with_every_key_matched
     net = trained.task.net.eval()
     if trained.mode == "motion_module":
         assert export.name == "easyanimate_v1_mm.safetensors"
-        assert set(load_state_dict(export)) == {k for k in net.transformer.state_dict() if is_motion_module_key(k)}
+        assert set(load_state_dict(export)) == {k for k in net.transformer.state_dict() if is_motion_module_key(k, DIT_MOTION_KEY)}
         model = loading.load_v1(files.v1.base, export, torch.float32)  # strict: no missing or unexpected key
         trained_state = net.transformer.state_dict()
         assert all(torch.equal(value, trained_state[key]) for key, value in model.transformer.state_dict().items())
@@ -168,7 +167,7 @@ def test_a_fresh_motion_module_starts_as_easyanimate_builds_it(files):
     state = models.transformer.state_dict()
     pixart = load_state_dict(files.v1.base / "transformer" / "diffusion_pytorch_model.safetensors")
     assert all(torch.equal(state[k], v) for k, v in pixart.items())
-    assert set(state) - set(pixart) == {k for k in state if is_motion_module_key(k)}
+    assert set(state) - set(pixart) == {k for k in state if is_motion_module_key(k, DIT_MOTION_KEY)}
     for block in models.transformer.transformer_blocks:
         temporal = block.attn_temporal.temporal_transformer
         assert not temporal.proj_out.weight.any() and not temporal.proj_out.bias.any()  # starts as the identity
@@ -251,7 +250,7 @@ def test_full_size_files_have_the_released_layout(shared_dir):
     LoRA names and shapes the trainer writes are those of the released files."""
     released = json.loads((shared_dir / "parity" / "easyanimate" / "released_keys.json").read_text())
     transformer = loading.build_v1_transformer(device="meta")
-    exported = {k: list(v.shape) for k, v in transformer.state_dict().items() if is_motion_module_key(k)}
+    exported = {k: list(v.shape) for k, v in transformer.state_dict().items() if is_motion_module_key(k, DIT_MOTION_KEY)}
     assert exported == released["Motion_Module/easyanimate_v1_mm.safetensors"]
     found = lora.find_targets(transformer, ea_task.transformer_lora_targets(True))
     written = {name: [linear.out_features, linear.in_features] for name, (_, linear) in found.items()}

@@ -29,6 +29,7 @@ from torch import nn
 
 from ...core.checkpoints import check_keys, load_into_module, load_state_dict
 from ...core.errors import CheckpointError, ModelNotFoundError
+from ..motion_module import UNET_MOTION_KEY, is_motion_module_key
 from .models_pose_guider import PoseGuider, build_pose_guider
 from .models_unet import DenoisingUNet3D, UNetShape, build_denoising_unet, build_reference_net
 
@@ -51,7 +52,6 @@ RELEASED_FILES = {
 IMAGE_ENCODER_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 VAE_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin",
                "diffusion_pytorch_model.fp16.safetensors")
-MOTION_KEY = "motion_modules."
 
 
 def read_json(path: Path) -> dict:
@@ -140,7 +140,7 @@ class AnimateAnyoneModels:
 def released_role(keys) -> str | None:
     """Which released AnimateAnyone file a state dict looks like (to name a mixed-up file)."""
     keys = set(keys)
-    if keys and all(MOTION_KEY in key for key in keys):
+    if keys and all(is_motion_module_key(key, UNET_MOTION_KEY) for key in keys):
         return "motion_module"
     if any(key.startswith("down_blocks.") for key in keys):
         return "denoising_unet" if "conv_out.weight" in keys else "reference_unet"

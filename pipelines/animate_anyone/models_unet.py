@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..motion_module import MotionModule, MotionSettings
+from ..motion_module import MotionModule, MotionSettings, parse_motion_settings
 
 CROSS_ATTENTION_DOWN = ("CrossAttnDownBlock2D", "CrossAttnDownBlock3D")
 PLAIN_DOWN = ("DownBlock2D", "DownBlock3D")
@@ -112,19 +112,14 @@ class MotionLayout:
         )
 
 
-def _motion_settings(kwargs: dict) -> MotionSettings:
-    """The reference's ``motion_module_kwargs`` (AnimateDiff v2: two temporal self-attentions, frame positions)."""
-    blocks = tuple(kwargs.get("attention_block_types", ("Temporal_Self", "Temporal_Self")))
-    if blocks != ("Temporal_Self", "Temporal_Self"):
-        raise ValueError(f"motion modules with attention blocks {blocks} are not supported (only Temporal_Self x2)")
-    if not kwargs.get("temporal_position_encoding", True):
-        raise ValueError("motion modules without temporal position encoding are not supported")
-    return MotionSettings(
-        num_attention_heads=int(kwargs.get("num_attention_heads", 8)),
-        num_transformer_block=int(kwargs.get("num_transformer_block", 1)),
-        temporal_position_encoding_max_len=int(kwargs.get("temporal_position_encoding_max_len", 32)),
-        temporal_attention_dim_div=int(kwargs.get("temporal_attention_dim_div", 1)),
-    )
+def _motion_settings(options: dict) -> MotionSettings:
+    """The reference's ``motion_module_kwargs``: AnimateDiff v2's (two temporal self-attentions, frame positions)."""
+    settings, problems = parse_motion_settings(options, default_max_len=32, only_animatediff_options=True,
+                                               block_count=2, position_encoding_required=True)
+    if problems:
+        raise ValueError(f"motion modules with {', '.join(problems)} are not supported "
+                         "(only AnimateDiff v2's: Temporal_Self x2 with temporal position encoding)")
+    return settings
 
 
 def build_reference_net(config: dict) -> nn.Module:

@@ -30,11 +30,11 @@ from ...core.errors import InputError
 from ...core.frame_windows import UNIFORM, WindowBlend
 from ...core.images import check_image_batch, to_uint8
 from ...core.latent_preview import latent_preview
+from .. import sd_vae
 from .loading import AnimateAnyoneModels
 from .reference_attention import reading_reference, record_reference_features
 from .settings import FITS, AnimateAnyoneSettings
 
-LATENT_SCALE = 0.18215
 VAE_FACTOR = 8
 CLIP_SIZE = 224
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -185,7 +185,7 @@ def encode_reference(models: AnimateAnyoneModels, reference, settings, ctx: RunC
     embeds = models.image_encoder(pixel_values=pixels).image_embeds.unsqueeze(1)
     ctx.stage(models.vae)
     image = _pixels(reference, settings.width, settings.height).unsqueeze(0) * 2.0 - 1.0
-    latents = models.vae.encode(image.to(ctx.device, ctx.dtype)).latent_dist.mean * LATENT_SCALE
+    latents = sd_vae.encode_mean(models.vae, image.to(ctx.device, ctx.dtype))
     return embeds, latents
 
 
@@ -239,20 +239,6 @@ def denoise(models: AnimateAnyoneModels, noise: torch.Tensor, embeds: torch.Tens
     return latents
 
 
-def decode(models: AnimateAnyoneModels, latents: torch.Tensor, ctx: RunContext) -> torch.Tensor:
-    """``(1, 4, F, h, w)`` -> ``(F, H, W, 3)`` float32 0..1 on the CPU, one frame at a time."""
-    ctx.stage(models.vae)
-    frames = []
-    count = latents.shape[2]
-    for index in range(count):
-        ctx.check_interrupt()
-        z = (latents[:, :, index] / LATENT_SCALE).to(ctx.device, ctx.dtype)
-        image = models.vae.decode(z).sample.float()
-        frames.append((image / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 0).cpu())
-        ctx.report(index + 1, count)
-    return torch.stack(frames)
-
-
 @torch.inference_mode()
 def animate(models: AnimateAnyoneModels, reference_image, pose_frames, settings: AnimateAnyoneSettings | None = None,
             ctx: RunContext | None = None, noise: torch.Tensor | None = None) -> AnimateAnyoneResult:
@@ -280,6 +266,6 @@ def animate(models: AnimateAnyoneModels, reference_image, pose_frames, settings:
     features = record_reference_features(models.reference_net, reference_latents, embeds)
     pose_features = encode_poses(models, poses, settings, ctx)
     latents = denoise(models, noise, embeds, features, pose_features, settings, ctx)
-    frames = decode(models, latents, ctx)
+    frames = sd_vae.decode_frames(models.vae, latents, ctx, dtype=ctx.dtype, rescale_in_float32=True)
     return AnimateAnyoneResult(frames=frames, latents=latents.float().cpu())
 

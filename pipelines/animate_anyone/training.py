@@ -39,7 +39,7 @@ from ...core.context import RunContext
 from ...core.errors import CheckpointError, InputError
 from ..training.tasks import ValidationRequest
 from . import loading, pipeline, reference_attention
-from ..motion_module import MotionModule, PositionalEncoding, sinusoid_table
+from ..motion_module import initialise_motion_modules
 from .models_pose_guider import PoseGuider
 from .models_unet import DenoisingUNet3D, MotionLayout, UNetShape, fold_frames, unfold_frames
 from .settings import AnimateAnyoneSettings
@@ -192,32 +192,11 @@ def load_video_unet(denoising_path: Path, motion_path: Optional[Path],
     state = loading.read_released(denoising_path, "denoising_unet")
     with torch.device("meta"):
         unet = config.build_denoising_unet()
-    fresh = initialise_motion_modules(unet)
+    fresh = initialise_motion_modules(unet, INIT_SEED)
     check_keys(unet, {k: tuple(v.shape) for k, v in state.items()}, str(denoising_path),
                "the denoising UNet under new motion modules", ignore_missing=fresh)
     unet.load_state_dict(state, strict=False, assign=True)  # every key checked just above
     return unet.eval().requires_grad_(False)
-
-
-@torch.no_grad()
-def initialise_motion_modules(unet: nn.Module) -> list[str]:
-    """Materialise every motion module of a meta-device ``unet`` with AnimateDiff's starting weights;
-    returns their state-dict keys."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(INIT_SEED)
-        for module in unet.modules():
-            if not isinstance(module, MotionModule):
-                continue
-            module.to_empty(device="cpu")
-            for layer in module.modules():
-                if isinstance(layer, (nn.Linear, nn.LayerNorm, nn.GroupNorm)):
-                    layer.reset_parameters()
-                elif isinstance(layer, PositionalEncoding):
-                    _, max_len, dim = layer.pe.shape
-                    layer.pe.copy_(sinusoid_table(max_len, dim))
-            nn.init.zeros_(module.temporal_transformer.proj_out.weight)
-            nn.init.zeros_(module.temporal_transformer.proj_out.bias)
-    return [key for key in unet.state_dict() if loading.MOTION_KEY in key]
 
 
 @torch.no_grad()

@@ -25,7 +25,7 @@ leaves those on the offload device.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ...core.errors import CheckpointError
-from ..motion_module import MotionModule, MotionSettings
+from ..motion_module import MotionModule, MotionSettings, parse_motion_settings
 
 # Motion module layout used by v1's released file (config/easyanimate_video_motion_module_v1.yaml).
 SUPPORTED_MOTION_MODULES = ("VanillaGrid", "Vanilla")
@@ -100,18 +100,12 @@ def motion_settings(kwargs: Mapping[str, Any], source: str = "motion module conf
     module_type = kwargs.get("motion_module_type", "VanillaGrid")
     if module_type not in SUPPORTED_MOTION_MODULES:
         wrong.append(f"motion_module_type={module_type!r}")
-    options = dict(kwargs.get("motion_module_kwargs") or {})
-    block_types = tuple(options.pop("attention_block_types", MotionSettings.attention_block_types))
-    if any(kind != "Temporal_Self" for kind in block_types):
-        wrong.append(f"attention_block_types={list(block_types)!r}")
-    unknown = set(options) - {f.name for f in fields(MotionSettings)}
-    if wrong or unknown:
-        problems = ", ".join(wrong + [f"unknown option '{key}'" for key in sorted(unknown)])
-        raise CheckpointError(f"{source} describes a transformer EasyAnimate v1 does not use: {problems}.")
-    grid = module_type == "VanillaGrid"
-    options.setdefault("temporal_position_encoding_max_len", 4096)  # EasyAnimate's default
-    return MotionSettings(attention_block_types=block_types, grid=grid,
-                          block_size=int(options.pop("block_size", 2 if grid else 1)), **options)
+    settings, problems = parse_motion_settings(kwargs.get("motion_module_kwargs") or {},
+                                               default_max_len=4096,  # EasyAnimate's default
+                                               grid=module_type == "VanillaGrid")
+    if wrong or problems:
+        raise CheckpointError(f"{source} describes a transformer EasyAnimate v1 does not use: {', '.join(wrong + problems)}.")
+    return settings
 
 
 class PatchEmbed(nn.Module):
@@ -245,8 +239,3 @@ class EasyAnimateV1Transformer(nn.Module):
         x = x.reshape(-1, frames, height, width, patch, patch, out_channels)
         x = torch.einsum("nfhwpqc->ncfhpwq", x)
         return x.reshape(-1, out_channels, frames, height * patch, width * patch)
-
-
-def is_motion_module_key(key: str) -> bool:
-    """Keys the released ``easyanimate_v1_mm.safetensors`` carries (EasyAnimate keeps every 'temporal' key)."""
-    return "temporal" in key

@@ -20,6 +20,7 @@ from ...core.context import RunContext
 from ...core.errors import InputError
 from ...core.images import round_to_multiple
 from ...core.latent_preview import latent_preview
+from .. import sd_vae
 from . import schedulers
 from .loading import EasyAnimateV1, EasyAnimateV51
 
@@ -28,7 +29,6 @@ V1_NEGATIVE_PROMPT = ("Strange motion trajectory, a poor composition and deforme
                       "normal quality, low quality, low resolution, duplicate and ugly")
 V1_FRAMES, V1_FPS, V1_STEPS, V1_GUIDANCE, V1_SEED, V1_SIZE = 80, 12.0, 30, 6.0, 43, 512
 V1_MAX_SEQUENCE_LENGTH = 120  # T5 tokens, padded and truncated
-V1_LATENT_SCALE = 0.18215  # EasyAnimate v1 hard-codes the SD VAE's scale
 # v5.1 defaults: diffusers' EasyAnimatePipeline / EasyAnimate's predict_t2v.py for v5.1.
 V51_NEGATIVE_PROMPT = "Twisted body, limb deformities, text captions, comic, static, ugly, error, messy code."
 V51_FPS = 8.0
@@ -150,7 +150,7 @@ def generate_v1(model: EasyAnimateV1, request: VideoRequest, ctx: RunContext,
     ctx.stage(model.transformer, memory_required=v1_activation_bytes(request, model, ctx.dtype))
     latents = sample_v1(model, scheduler, latents, context, mask, request, ctx, generator)
 
-    frames = decode_v1(model.vae, latents, ctx)
+    frames = sd_vae.decode_frames(model.vae, latents, ctx, dtype=None, rescale_in_float32=False)
     return VideoResult(frames=frames, latents=latents, fps=V1_FPS)
 
 
@@ -174,21 +174,6 @@ def sample_v1(model: EasyAnimateV1, scheduler, latents: torch.Tensor, context: t
         latents = scheduler.step(prediction, t, latents, **extra, return_dict=False)[0]
         ctx.report(index + 1, len(timesteps), lambda: latent_preview(latents, frame_dim=2, latent_format="normalized"))
     return latents
-
-
-def decode_v1(vae, latents: torch.Tensor, ctx: RunContext) -> torch.Tensor:
-    """Decode frame by frame, as EasyAnimate v1 does (SD VAE, 1/0.18215)."""
-    ctx.stage(vae)
-    vae_dtype = next(vae.parameters()).dtype
-    scaled = (latents / V1_LATENT_SCALE)[0].transpose(0, 1)  # f c h w
-    frames = []
-    for index in range(scaled.shape[0]):
-        ctx.check_interrupt()
-        with torch.no_grad():
-            image = vae.decode(scaled[index:index + 1].to(vae_dtype)).sample
-        frames.append((image / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 0).float().cpu())
-        ctx.report(index + 1, scaled.shape[0])
-    return torch.stack(frames)
 
 
 # ----------------------------------------------------------------------------- v5.1

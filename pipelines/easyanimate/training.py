@@ -26,10 +26,10 @@ from torch import nn
 
 from ...core.context import RunContext
 from ...core.errors import InputError
-from ..motion_module import PositionalEncoding, sinusoid_table
+from ..motion_module import initialise_motion_modules
 from ..training.tasks import ValidationRequest
 from . import loading, pipeline, schedulers
-from .models import EasyAnimateV1Transformer, TransformerConfig, is_motion_module_key
+from .models import EasyAnimateV1Transformer, TransformerConfig
 from .training_task import EasyAnimateModels
 
 MODEL_KEYS = ("pixart_dir", "motion_module")
@@ -72,27 +72,9 @@ def load_transformer(transformer_folder: Path, motion_module: Optional[Path]) ->
     config_path = transformer_folder / "config.json"
     config = TransformerConfig.from_pixart(loading.read_json(config_path), str(config_path))
     transformer = loading.build_v1_transformer(config, dtype=torch.float32)
-    fresh = initialise_motion_module(transformer)
+    fresh = initialise_motion_modules(transformer, MOTION_MODULE_INIT_SEED)
     return loading.load_weights(transformer, loading.weight_files(transformer_folder),
                                 "the PixArt transformer under EasyAnimate v1's motion module", ignore_missing=fresh).eval()
-
-
-@torch.no_grad()
-def initialise_motion_module(transformer: EasyAnimateV1Transformer) -> list[str]:
-    """Give every motion module EasyAnimate's starting weights; returns their state-dict keys."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(MOTION_MODULE_INIT_SEED)
-        for block in transformer.transformer_blocks:
-            for module in block.attn_temporal.modules():
-                if isinstance(module, (nn.Linear, nn.LayerNorm, nn.GroupNorm)):
-                    module.reset_parameters()
-                elif isinstance(module, PositionalEncoding):
-                    _, max_len, dim = module.pe.shape
-                    module.pe.copy_(sinusoid_table(max_len, dim))
-            proj_out = block.attn_temporal.temporal_transformer.proj_out
-            nn.init.zeros_(proj_out.weight)
-            nn.init.zeros_(proj_out.bias)
-    return [key for key in transformer.state_dict() if is_motion_module_key(key)]
 
 
 def tokenize(tokenizer, texts: list, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:

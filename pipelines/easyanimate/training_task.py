@@ -25,12 +25,12 @@ import torch
 from torch import nn
 
 from ...core.errors import InputError
+from ..motion_module import DIT_MOTION_KEY, is_motion_module_key
 from ..training import datasets, lora, losses, selection
 from ..training.lora import LoRATargets
 from ..training.tasks import (VAE_FACTOR, StepContext, ValidationRequest, ValidationSampler, encode_frames,
                               per_sample_normal, per_sample_timesteps, sample_generators, unwrap_output)
 from .lora import TEXT_ENCODER_PREFIX, TRANSFORMER_PREFIX, kohya_name
-from .models import is_motion_module_key
 
 T5_CONTAINERS = ("T5LayerSelfAttention", "T5LayerFF")
 
@@ -168,7 +168,7 @@ class EasyAnimateTask:
 
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in net.transformer.state_dict().items()
-                   if is_motion_module_key(k)}
+                   if is_motion_module_key(k, DIT_MOTION_KEY)}
         path = folder / "easyanimate_v1_mm.safetensors"
         save_file(tensors, str(path))
         return [path]

@@ -41,7 +41,7 @@ from .loading import StableAnimatorModels
 log = logging.getLogger("animate_suite.stable_animator")
 
 SIZE_MULTIPLE = 64
-LATENT_SCALE = 8
+VAE_DOWNSCALE = 8  # pixels per latent along each side
 CLIP_SIZE = 224  # the reference resizes to 224 whatever the encoder's configured size
 
 
@@ -207,7 +207,7 @@ def draw_noise(settings: AnimationSettings, num_frames: int) -> tuple[torch.Tens
     """
     generator = torch.Generator("cpu").manual_seed(settings.seed)
     tile = tile_length(settings.tile_size, num_frames)
-    latent_hw = (settings.height // LATENT_SCALE, settings.width // LATENT_SCALE)
+    latent_hw = (settings.height // VAE_DOWNSCALE, settings.width // VAE_DOWNSCALE)
     noise_aug = torch.randn((1, 3, settings.height, settings.width), generator=generator)
     noise = torch.randn((1, tile, 4, *latent_hw), generator=generator)
     return noise_aug, noise
@@ -325,7 +325,7 @@ def _denoise(models, poses, image_latents, states, noise, tiles, settings, face_
 def _refine(models, x0, face_loss, learning_rate, iterations, chunk_size, ctx: RunContext, progress: _Progress):
     """HJB: the predicted x0 optimised against the face loss (float32, gradients on); None if out of GPU memory."""
     # float32 decoding of a chunk; the backward pass roughly triples it
-    memory = 3 * stages.vae_memory((x0.shape[-2] * LATENT_SCALE, x0.shape[-1] * LATENT_SCALE), chunk_size, torch.float32)
+    memory = 3 * stages.vae_memory((x0.shape[-2] * VAE_DOWNSCALE, x0.shape[-1] * VAE_DOWNSCALE), chunk_size, torch.float32)
     ctx.stage(models.vae, models.face_embedder, memory_required=memory)
 
     def on_iteration(iteration, loss_value):

@@ -37,6 +37,7 @@ import torch
 
 from ...core.checkpoints import StateDict
 from ...core.errors import CheckpointError, CheckpointMismatchError
+from ..motion_module import UNET_MOTION_KEY, is_motion_module_key
 
 UNET_PREFIX = "model.diffusion_model."
 IMAGE_ENCODER_PREFIX = "conditioner.embedders.0.open_clip.model.visual."
@@ -95,7 +96,7 @@ def _guess_family(keys: Iterable[str]) -> str:
         return "a Flux/HunyuanVideo-style DiT"
     if has("model.diffusion_model."):
         return "an image diffusion model without temporal layers"
-    if has("down_blocks.") and any("motion_modules" in k for k in keys):
+    if has("down_blocks.") and any(is_motion_module_key(k, UNET_MOTION_KEY) for k in keys):
         return "an AnimateDiff motion module"
     if has("down_blocks.") or has("transformer_blocks."):
         return "a bare diffusers model file (for a diffusers folder, pick the folder instead)"

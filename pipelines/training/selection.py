@@ -17,6 +17,7 @@ from typing import Callable, Iterable
 import torch
 
 from ...core.errors import InputError
+from ..motion_module import UNET_MOTION_KEY, is_motion_module_key
 
 ParameterRule = Callable[[str], bool]
 
@@ -29,7 +30,7 @@ def animate_anyone_stage1(name: str) -> bool:
 
 
 def animate_anyone_stage2(name: str) -> bool:
-    return name.startswith("denoising_unet.") and "motion_modules" in name
+    return name.startswith("denoising_unet.") and is_motion_module_key(name, UNET_MOTION_KEY)
 
 
 def name_contains(fragments: Iterable[str]) -> ParameterRule:

@@ -30,10 +30,10 @@ import torch
 from torch import nn
 
 from ...core.errors import InputError
+from .. import sd_vae
 from . import selection
 from .sampling import NOISE, torch_generator
 
-VAE_SCALE = 0.18215  # both methods hard-code the SD VAE latent scale
 VAE_FACTOR = 8  # the SD VAE's pixels per latent
 VAE_MINI_BATCH = 16  # frames per VAE call (EasyAnimate's --vae_mini_batch), to bound the encoder's memory
 DEFAULT_FACTORIES = {
@@ -139,17 +139,14 @@ def sample_generators(seed: int, positions, purpose: int, repeat: int = 0) -> li
 @torch.no_grad()
 def encode_frames(vae: nn.Module, pixels: torch.Tensor, generators: list[torch.Generator],
                   context: StepContext) -> torch.Tensor:
-    """``[B,F,3,H,W]`` in -1..1 -> latents ``[B,4,F,h,w]`` (float32): a sample of the VAE posterior times 0.18215,
+    """``[B,F,3,H,W]`` in -1..1 -> latents ``[B,4,F,h,w]`` (float32): a sample of the SD VAE posterior, scaled,
     with each sample's own noise."""
     batch, frames = pixels.shape[:2]
-    means, stds = [], []
-    for chunk in pixels.flatten(0, 1).split(VAE_MINI_BATCH):
-        posterior = vae.encode(chunk.to(context.device, context.weight_dtype)).latent_dist
-        means.append(posterior.mean.float())
-        stds.append(posterior.std.float())
-    mean, std = torch.cat(means), torch.cat(stds)
+    posteriors = [sd_vae.encode_posterior(vae, chunk.to(context.device, context.weight_dtype))
+                  for chunk in pixels.flatten(0, 1).split(VAE_MINI_BATCH)]
+    mean, std = (torch.cat(parts) for parts in zip(*posteriors))
     eps = per_sample_normal(generators, (frames, *mean.shape[1:])).flatten(0, 1).to(context.device)
-    latents = (mean + std * eps) * VAE_SCALE
+    latents = sd_vae.scaled_sample(mean, std, eps)
     return latents.unflatten(0, (batch, frames)).transpose(1, 2).contiguous()
 
 

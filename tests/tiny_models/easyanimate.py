@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from comfyui_animate_suite.pipelines.easyanimate import loading
-from comfyui_animate_suite.pipelines.easyanimate.models import (EasyAnimateV1Transformer, TransformerConfig,
-                                                                is_motion_module_key)
+from comfyui_animate_suite.pipelines.easyanimate.models import EasyAnimateV1Transformer, TransformerConfig
+from comfyui_animate_suite.pipelines.motion_module import DIT_MOTION_KEY, is_motion_module_key
 
 from . import save_weights, seeded
 
@@ -101,9 +101,9 @@ def write_v1(root: Path, seed: int = 0, name: str = "PixArt-XL-2-512x512") -> Ti
     state_dict = v1_transformer(seed).state_dict()
     (base / "transformer").mkdir(parents=True, exist_ok=True)
     (base / "transformer" / "config.json").write_text(json.dumps(V1_TRANSFORMER_CONFIG))
-    save_weights({k: v for k, v in state_dict.items() if not is_motion_module_key(k)},
+    save_weights({k: v for k, v in state_dict.items() if not is_motion_module_key(k, DIT_MOTION_KEY)},
                  base / "transformer" / "diffusion_pytorch_model.safetensors")
-    motion_module = save_weights({k: v for k, v in state_dict.items() if is_motion_module_key(k)},
+    motion_module = save_weights({k: v for k, v in state_dict.items() if is_motion_module_key(k, DIT_MOTION_KEY)},
                                  Path(root) / V1_MOTION_MODULE)
     write_t5(base / "text_encoder", seed)
     write_t5_tokenizer(base / "tokenizer")
