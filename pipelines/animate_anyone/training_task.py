@@ -26,10 +26,11 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from ..training import datasets, losses, selection
+from ..training import losses, selection
 from ..training.sampling import BATCH, numpy_rng
 from ..training.tasks import (StepContext, ValidationRequest, ValidationSampler, encode_frames, per_sample_normal,
                               per_sample_timesteps, sample_generators, save_state_dict)
+from .training_data import AnimateAnyoneClips, AnimateAnyoneFramePairs
 
 
 @dataclass
@@ -69,8 +70,8 @@ class AnimateAnyoneTask:
         common = dict(meta_paths=data.meta_paths, width=data.width, height=data.height,
                       crop_scale=data.crop_scale, crop_ratio=data.crop_ratio, clip_size=data.clip_size)
         if self.stage == 1:
-            return datasets.AnimateAnyoneFramePairs(sample_margin=data.sample_margin, **common)
-        return datasets.AnimateAnyoneClips(n_sample_frames=data.n_sample_frames, sample_rate=data.sample_rate, **common)
+            return AnimateAnyoneFramePairs(sample_margin=data.sample_margin, **common)
+        return AnimateAnyoneClips(n_sample_frames=data.n_sample_frames, sample_rate=data.sample_rate, **common)
 
     def optimizer_groups(self, trainable: list, learning_rate: float) -> list[dict]:
         return [{"params": [p for _, p in trainable], "lr": learning_rate}]

@@ -25,12 +25,13 @@ import torch
 from torch import nn
 
 from ...core.errors import InputError
-from ..training import datasets, lora, losses, selection
+from ..training import lora, losses, selection
 from ..training.lora import LoRATargets
 from ..training.tasks import (VAE_FACTOR, StepContext, ValidationRequest, ValidationSampler, encode_frames,
                               per_sample_normal, per_sample_timesteps, sample_generators, unwrap_output)
 from .lora import TEXT_ENCODER_PREFIX, TRANSFORMER_PREFIX, kohya_name
 from .models import is_motion_module_key
+from .training_data import EasyAnimateMedia
 
 T5_CONTAINERS = ("T5LayerSelfAttention", "T5LayerFF")
 
@@ -118,7 +119,7 @@ class EasyAnimateTask:
         self.find_unused_parameters = False
         data = config.data
         check_sizes(data, getattr(models.transformer, "grid_multiple", 1))
-        self.dataset = datasets.EasyAnimateMedia(
+        self.dataset = EasyAnimateMedia(
             data.meta_path, data.root, video_size=data.video_size, image_size=data.image_size,
             sample_stride=data.sample_stride, sample_n_frames=data.sample_n_frames, video_crop=data.video_crop,
             min_crop_f=data.min_crop_f, max_crop_f=data.max_crop_f, video_repeat=data.video_repeat,
