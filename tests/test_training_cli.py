@@ -58,6 +58,17 @@ def test_recipe_mistakes_are_named():
         parse_config({**base, "solver": {}})
     with pytest.raises(InputError, match="'method'"):
         parse_config({**base, "method": "svd"})
+    with pytest.raises(InputError, match="'data.meta_paths': is empty"):
+        parse_config({**base, "data": {**base["data"], "meta_paths": []}})
+    media = tiny.easyanimate_config(__import__("pathlib").Path("/data"), "/out")
+    with pytest.raises(InputError, match="'mode': is 'full'.*lora or motion_module"):
+        parse_config({**media, "mode": "full"})
+    with pytest.raises(InputError, match="'data.meta_path': is empty"):
+        parse_config({**media, "data": {**media["data"], "meta_path": ""}})
+    with pytest.raises(InputError, match="'data.video_crop': is 'corner'.*center or random"):
+        parse_config({**media, "data": {**media["data"], "video_crop": "corner"}})
+    with pytest.raises(InputError, match="'noise.beta_schedule'.*not a known setting"):
+        parse_config({**media, "noise": {"beta_schedule": "linear"}})
     with pytest.raises(InputError, match="does not exist"):
         load_config("/nowhere/recipe.yaml")
 

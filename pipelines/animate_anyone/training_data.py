@@ -1,4 +1,4 @@
-"""AnimateAnyone's training data (Moore-AnimateAnyone ``src/dataset/dance_{image,video}.py``).
+"""AnimateAnyone's training data (Moore-AnimateAnyone ``src/dataset/dance_{image,video}.py``) and its recipe section.
 
 One or more meta JSON files, each a list of ``{"video_path": ..., "kps_path": ...}`` (a video and its rendered
 pose video with the same frame count; ``tools/extract_meta_info.py`` / our ``prepare`` command write them).
@@ -10,7 +10,7 @@ pose video with the same frame count; ``tools/extract_meta_info.py`` / our ``pre
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -20,6 +20,23 @@ import torch
 from ..training.datasets import (Crop, DatasetError, clip_indices, clip_preprocess, frame_count, missing_files_error,
                                  random_resized_crop, read_frames_at, read_json_list, resize, to_channels_first,
                                  to_float, video_to_uint8)
+
+
+@dataclass
+class AnimateAnyoneDataConfig:
+    """The recipe's ``data`` section."""
+
+    meta_paths: list = field(default_factory=list)
+    width: int = 768
+    height: int = 768
+    batch_size: int = 4
+    num_workers: int = 4
+    sample_margin: int = 30  # stage 1: frames between reference and target
+    n_sample_frames: int = 24  # stage 2
+    sample_rate: int = 4  # stage 2: frame stride
+    crop_scale: list = field(default_factory=lambda: [0.9, 1.0])
+    crop_ratio: list = field(default_factory=lambda: [0.9, 1.0])
+    clip_size: int = 224
 
 
 @dataclass(frozen=True)

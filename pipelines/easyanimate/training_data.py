@@ -1,4 +1,5 @@
-"""EasyAnimate v1's training data (``easyanimate/data/dataset_{video,image_video}.py``, README "Training").
+"""EasyAnimate v1's training data (``easyanimate/data/dataset_{video,image_video}.py``, README "Training") and its
+recipe section.
 
 - JSON: ``[{"file_path": "videos/00000001.mp4", "text": "...", "type": "video"}, ...]`` (``type`` may be
   ``image``; without a type the file suffix decides);
@@ -11,6 +12,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -18,6 +20,27 @@ import torch
 from ..training.datasets import (IMAGE_SUFFIXES, Crop, DatasetError, center_crop, clip_indices, frame_count,
                                  missing_files_error, read_frames_at, read_image, read_json_list, resize,
                                  resize_shortest_side, to_channels_first, to_float)
+
+
+@dataclass
+class EasyAnimateDataConfig:
+    """The recipe's ``data`` section."""
+
+    meta_path: str = ""
+    root: Optional[str] = None
+    batch_size: int = 2
+    num_workers: int = 4
+    video_size: int = 512
+    image_size: int = 512
+    sample_stride: int = 2
+    sample_n_frames: int = 16
+    video_crop: str = "center"  # "center" (train_t2v_lora) or "random" (train_t2iv)
+    min_crop_f: float = 0.9
+    max_crop_f: float = 1.0
+    video_repeat: int = 0
+    image_repeat_in_forward: int = 1
+    text_drop_ratio: float = 0.0
+    tokenizer_max_length: int = 120
 
 
 @dataclass(frozen=True)
