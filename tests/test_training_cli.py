@@ -10,7 +10,8 @@ import yaml
 from comfyui_animate_suite import cli
 from comfyui_animate_suite.core.checkpoints import load_state_dict
 from comfyui_animate_suite.core.errors import InputError
-from comfyui_animate_suite.pipelines.training import datasets
+from comfyui_animate_suite.pipelines.animate_anyone.training_data import AnimateAnyoneClips
+from comfyui_animate_suite.pipelines.easyanimate.training_data import EasyAnimateMedia
 from comfyui_animate_suite.pipelines.training.config import RECIPES, load_config, parse_config
 from comfyui_animate_suite.pipelines.training.datasets import DatasetError
 from comfyui_animate_suite.pipelines.training.prepare import prepare_pose_videos
@@ -57,6 +58,17 @@ def test_recipe_mistakes_are_named():
         parse_config({**base, "solver": {}})
     with pytest.raises(InputError, match="'method'"):
         parse_config({**base, "method": "svd"})
+    with pytest.raises(InputError, match="'data.meta_paths': is empty"):
+        parse_config({**base, "data": {**base["data"], "meta_paths": []}})
+    media = tiny.easyanimate_config(__import__("pathlib").Path("/data"), "/out")
+    with pytest.raises(InputError, match="'mode': is 'full'.*lora or motion_module"):
+        parse_config({**media, "mode": "full"})
+    with pytest.raises(InputError, match="'data.meta_path': is empty"):
+        parse_config({**media, "data": {**media["data"], "meta_path": ""}})
+    with pytest.raises(InputError, match="'data.video_crop': is 'corner'.*center or random"):
+        parse_config({**media, "data": {**media["data"], "video_crop": "corner"}})
+    with pytest.raises(InputError, match="'noise.beta_schedule'.*not a known setting"):
+        parse_config({**media, "noise": {"beta_schedule": "linear"}})
     with pytest.raises(InputError, match="does not exist"):
         load_config("/nowhere/recipe.yaml")
 
@@ -112,7 +124,7 @@ def test_prepare_renders_pose_videos_and_a_meta_file_the_dataset_reads(tmp_path,
         (str(videos / "a.mp4"), str(tmp_path / "fashion_dwpose" / "a.mp4")),
         (str(videos / "sub" / "b.mov"), str(tmp_path / "fashion_dwpose" / "sub" / "b.mp4"))]
     assert count_frames(tmp_path / "fashion_dwpose" / "sub" / "b.mp4") == 9
-    dataset = datasets.AnimateAnyoneClips([tmp_path / "fashion_meta.json"], 16, 16, n_sample_frames=3, clip_size=16)
+    dataset = AnimateAnyoneClips([tmp_path / "fashion_meta.json"], 16, 16, n_sample_frames=3, clip_size=16)
     assert dataset.sample(1, np.random.default_rng(0))["pose"].shape == (3, 3, 16, 16)
     capsys.readouterr()
     prepare_pose_videos(videos, tiny.pose_of)  # a second run keeps what is there
@@ -132,7 +144,7 @@ def test_prepare_easyanimate_lists_clips_images_and_captions(tmp_path, capsys):
     meta = json.loads((tmp_path / "metadata.json").read_text())
     assert meta == [{"file_path": "clip.mp4", "text": "an orange square slides", "type": "video"},
                     {"file_path": "still.png", "text": "", "type": "image"}]
-    dataset = datasets.EasyAnimateMedia(tmp_path / "metadata.json", tmp_path, video_size=16, image_size=16,
-                                        sample_n_frames=2, sample_stride=1)
+    dataset = EasyAnimateMedia(tmp_path / "metadata.json", tmp_path, video_size=16, image_size=16,
+                               sample_n_frames=2, sample_stride=1)
     assert dataset.sample(0, np.random.default_rng(0))["pixels"].shape == (2, 3, 16, 16)
     assert torch.is_tensor(dataset.sample(1, np.random.default_rng(0))["pixels"])

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from comfyui_animate_suite.pipelines.animate_anyone import training_data as pose_datasets
+from comfyui_animate_suite.pipelines.easyanimate import training_data as media_datasets
 from comfyui_animate_suite.pipelines.training import datasets, sampling
 from comfyui_animate_suite.pipelines.training.datasets import DatasetError
 from comfyui_animate_suite.core.video import write_video
@@ -34,10 +36,10 @@ def media_data(tmp_path_factory):
 
 def test_stage1_reference_and_target_are_a_margin_apart():
     for seed in range(300):
-        reference, target = datasets.reference_and_target_indices(100, 30, np.random.default_rng(seed))
+        reference, target = pose_datasets.reference_and_target_indices(100, 30, np.random.default_rng(seed))
         assert 0 <= reference < 100 and 0 <= target < 100
         assert abs(target - reference) >= 30
-    seen = {datasets.reference_and_target_indices(10, 30, np.random.default_rng(s)) for s in range(100)}
+    seen = {pose_datasets.reference_and_target_indices(10, 30, np.random.default_rng(s)) for s in range(100)}
     assert all(0 <= r < 10 and 0 <= t < 10 for r, t in seen)  # too short for the margin: any two frames
 
 
@@ -76,8 +78,8 @@ def test_clip_preprocess_matches_clip_image_processor_defaults():
 
 
 def test_stage1_sample_layout_and_one_crop_for_target_and_pose(pose_data):
-    dataset = datasets.AnimateAnyoneFramePairs([pose_data / "meta.json"], width=24, height=16, sample_margin=3,
-                                               crop_scale=(0.6, 1.0), crop_ratio=(0.8, 1.2), clip_size=32)
+    dataset = pose_datasets.AnimateAnyoneFramePairs([pose_data / "meta.json"], width=24, height=16, sample_margin=3,
+                                                    crop_scale=(0.6, 1.0), crop_ratio=(0.8, 1.2), clip_size=32)
     assert len(dataset) == 2
     for seed in range(4):
         sample = dataset.sample(seed % 2, np.random.default_rng(seed))
@@ -95,8 +97,9 @@ def _centroid(mask):
 
 
 def test_stage2_sample_layout(pose_data):
-    dataset = datasets.AnimateAnyoneClips([pose_data / "meta.json"], width=32, height=32, n_sample_frames=4,
-                                          sample_rate=3, crop_scale=(1.0, 1.0), crop_ratio=(0.9, 1.0), clip_size=32)
+    dataset = pose_datasets.AnimateAnyoneClips([pose_data / "meta.json"], width=32, height=32, n_sample_frames=4,
+                                               sample_rate=3, crop_scale=(1.0, 1.0), crop_ratio=(0.9, 1.0),
+                                               clip_size=32)
     sample = dataset.sample(1, np.random.default_rng(0))
     assert sample["pixels"].shape == sample["pose"].shape == (4, 3, 32, 32)
     assert sample["reference"].shape == (3, 32, 32)
@@ -110,12 +113,12 @@ def test_missing_files_are_named(tmp_path, pose_data):
     path = tmp_path / "meta.json"
     path.write_text(json.dumps(meta))
     with pytest.raises(DatasetError, match="gone.mp4.*entry 2, video_path"):
-        datasets.AnimateAnyoneFramePairs([path], 32, 32)
+        pose_datasets.AnimateAnyoneFramePairs([path], 32, 32)
     path.write_text(json.dumps({"video_path": "x"}))
     with pytest.raises(DatasetError, match="not a list"):
-        datasets.AnimateAnyoneFramePairs([path], 32, 32)
+        pose_datasets.AnimateAnyoneFramePairs([path], 32, 32)
     with pytest.raises(DatasetError, match="nowhere.json"):
-        datasets.AnimateAnyoneFramePairs([tmp_path / "nowhere.json"], 32, 32)
+        pose_datasets.AnimateAnyoneFramePairs([tmp_path / "nowhere.json"], 32, 32)
 
 
 def test_unreadable_and_mismatched_videos_are_named(tmp_path, pose_data):
@@ -127,18 +130,18 @@ def test_unreadable_and_mismatched_videos_are_named(tmp_path, pose_data):
     path = tmp_path / "meta.json"
     path.write_text(json.dumps([{"video_path": good, "kps_path": str(short)}]))
     with pytest.raises(DatasetError, match=r"has 12 frames but its pose video '.*short_kps.mp4' has 5"):
-        datasets.AnimateAnyoneFramePairs([path], 32, 32).sample(0, np.random.default_rng(0))
+        pose_datasets.AnimateAnyoneFramePairs([path], 32, 32).sample(0, np.random.default_rng(0))
     path.write_text(json.dumps([{"video_path": str(broken), "kps_path": str(broken)}]))
     with pytest.raises(DatasetError, match="broken.mp4"):
-        datasets.AnimateAnyoneClips([path], 32, 32).sample(0, np.random.default_rng(0))
+        pose_datasets.AnimateAnyoneClips([path], 32, 32).sample(0, np.random.default_rng(0))
 
 
 # --- EasyAnimate dataset -----------------------------------------------------------------------------
 
 
 def test_json_layout_with_videos_and_an_image(media_data):
-    dataset = datasets.EasyAnimateMedia(media_data / "metadata.json", media_data, video_size=16, image_size=16,
-                                        sample_stride=2, sample_n_frames=3, video_repeat=2)
+    dataset = media_datasets.EasyAnimateMedia(media_data / "metadata.json", media_data, video_size=16, image_size=16,
+                                              sample_stride=2, sample_n_frames=3, video_repeat=2)
     assert [e.kind for e in dataset.entries] == ["video", "video", "image"] + ["video", "video"] * 2
     video_sample = dataset.sample(0, np.random.default_rng(0))
     assert video_sample["pixels"].shape == (3, 3, 16, 16) and video_sample["kind"] == "video"
@@ -153,13 +156,13 @@ def test_csv_layouts_and_kind_from_suffix(media_data, tmp_path):
         writer.writerow(["file_path", "text"])
         writer.writerow(["videos/00000000.mp4", "red"])
         writer.writerow(["still.png", "blue"])
-    entries = datasets.read_media_meta(tmp_path / "plain.csv", media_data)
+    entries = media_datasets.read_media_meta(tmp_path / "plain.csv", media_data)
     assert [(e.path.name, e.text, e.kind) for e in entries] == [("00000000.mp4", "red", "video"), ("still.png", "blue", "image")]
     with (tmp_path / "webvid.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["videoid", "name", "page_dir"])
         writer.writerow(["00000001", "green", "x"])
-    (entry,) = datasets.read_media_meta(tmp_path / "webvid.csv", media_data / "videos")
+    (entry,) = media_datasets.read_media_meta(tmp_path / "webvid.csv", media_data / "videos")
     assert entry.path == media_data / "videos" / "00000001.mp4" and entry.text == "green" and entry.kind == "video"
 
 
@@ -167,23 +170,23 @@ def test_easyanimate_errors_name_the_file(media_data, tmp_path):
     meta = tmp_path / "meta.json"
     meta.write_text(json.dumps([{"file_path": "videos/missing.mp4", "text": "x"}]))
     with pytest.raises(DatasetError, match=r"missing.mp4' \(entry 0\)"):
-        datasets.read_media_meta(meta, media_data)
+        media_datasets.read_media_meta(meta, media_data)
     meta.write_text(json.dumps([{"path": "a.mp4"}]))
     with pytest.raises(DatasetError, match="neither file_path"):
-        datasets.read_media_meta(meta, media_data)
+        media_datasets.read_media_meta(meta, media_data)
     meta.write_text(json.dumps([{"file_path": "still.png", "text": "x", "type": "audio"}]))
     with pytest.raises(DatasetError, match="type 'audio'"):
-        datasets.read_media_meta(meta, media_data)
+        media_datasets.read_media_meta(meta, media_data)
 
 
 def test_video_crops(media_data, tmp_path):
     meta = tmp_path / "wide.json"
     meta.write_text(json.dumps([{"file_path": "wide.mp4", "text": "wide"}]))
-    centre = datasets.EasyAnimateMedia(meta, media_data, video_size=16, sample_n_frames=2, sample_stride=1)
+    centre = media_datasets.EasyAnimateMedia(meta, media_data, video_size=16, sample_n_frames=2, sample_stride=1)
     sample = centre.sample(0, np.random.default_rng(0))["pixels"]
     assert sample.shape == (2, 3, 16, 16)
-    randomised = datasets.EasyAnimateMedia(meta, media_data, video_size=16, sample_n_frames=2, sample_stride=1,
-                                           video_crop="random", min_crop_f=0.5, max_crop_f=0.6)
+    randomised = media_datasets.EasyAnimateMedia(meta, media_data, video_size=16, sample_n_frames=2, sample_stride=1,
+                                                 video_crop="random", min_crop_f=0.5, max_crop_f=0.6)
     crops = [randomised.sample(0, np.random.default_rng(s))["pixels"] for s in range(3)]
     assert all(c.shape == (2, 3, 16, 16) for c in crops)
     assert not torch.equal(crops[0], crops[1])
@@ -192,7 +195,7 @@ def test_video_crops(media_data, tmp_path):
 def test_caption_dropout_rate(media_data, tmp_path):
     meta = tmp_path / "images.json"
     meta.write_text(json.dumps([{"file_path": "still.png", "text": "a blue square"}]))
-    dataset = datasets.EasyAnimateMedia(meta, media_data, image_size=8, text_drop_ratio=0.1)
+    dataset = media_datasets.EasyAnimateMedia(meta, media_data, image_size=8, text_drop_ratio=0.1)
     dropped = [dataset.sample(0, sampling.numpy_rng(5, sampling.DATA, p))["text"] == "" for p in range(1500)]
     assert abs(np.mean(dropped) - 0.1) < 4 * math.sqrt(0.1 * 0.9 / 1500)
 
@@ -228,7 +231,7 @@ def test_resuming_the_stream_continues_where_it_stopped():
 
 
 def test_samples_do_not_depend_on_the_number_of_loader_workers(pose_data):
-    dataset = datasets.AnimateAnyoneFramePairs([pose_data / "meta.json"], 16, 16, sample_margin=3, clip_size=16)
+    dataset = pose_datasets.AnimateAnyoneFramePairs([pose_data / "meta.json"], 16, 16, sample_margin=3, clip_size=16)
 
     def first_batches(workers):
         loader = torch.utils.data.DataLoader(sampling.SampleKeyDataset(dataset, 9), num_workers=workers,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from comfyui_animate_suite import cli
-from comfyui_animate_suite.pipelines.training import datasets
+from comfyui_animate_suite.pipelines.animate_anyone.training_data import AnimateAnyoneClips
 from comfyui_animate_suite.core.video import DecodeOptions, read_frames, write_video
 from comfyui_animate_suite.pose.training import build_pose_renderer
 from tiny_models import pose as tiny_pose
@@ -92,7 +92,7 @@ def test_prepare_writes_pose_videos_of_the_clips_and_a_meta_file_the_dataset_rea
             outside = pose.copy()
             outside[max(0, y1 - 4):y2 + 5, max(0, x1 - 4):x2 + 5] = 0
             assert inside.max() > 100 and outside.max() < 40  # a skeleton on the person, black elsewhere
-    dataset = datasets.AnimateAnyoneClips([tmp_path / "ubc_fashion_meta.json"], 32, 32, n_sample_frames=3, clip_size=16)
+    dataset = AnimateAnyoneClips([tmp_path / "ubc_fashion_meta.json"], 32, 32, n_sample_frames=3, clip_size=16)
     sample = dataset.sample(1, np.random.default_rng(0))
     assert sample["pose"].shape == (3, 3, 32, 32) and sample["pose"].max() > 0.3
 

@@ -26,10 +26,29 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from ..training import datasets, losses, selection
+from ...core.errors import InputError
+from ..motion_module import UNET_MOTION_KEY, is_motion_module_key
+from ..training import losses
+from ..training.config import from_dict
 from ..training.sampling import BATCH, numpy_rng
 from ..training.tasks import (StepContext, ValidationRequest, ValidationSampler, encode_frames, per_sample_normal,
                               per_sample_timesteps, sample_generators, save_state_dict)
+from .training_data import AnimateAnyoneClips, AnimateAnyoneDataConfig, AnimateAnyoneFramePairs
+
+
+@dataclass
+class NoiseConfig:
+    """The recipe's ``noise`` section."""
+
+    num_train_timesteps: int = 1000
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    beta_schedule: str = "scaled_linear"
+    zero_terminal_snr: bool = True
+    prediction_type: str = "v_prediction"
+    noise_offset: float = 0.05
+    snr_gamma: float = 5.0  # 0 = plain MSE
+    condition_drop_ratio: float = 0.1
 
 
 @dataclass
@@ -40,9 +59,31 @@ class AnimateAnyoneModels:
     validation_sampler: Optional[ValidationSampler] = None
 
 
+def trained_in_stage_1(name: str) -> bool:
+    """The denoising UNet, the ReferenceNet except ``up_blocks.3`` and the PoseGuider (``train_stage_1.py``)."""
+    child, _, rest = name.partition(".")
+    if child == "reference_unet":
+        return not rest.startswith("up_blocks.3.")
+    return child in ("denoising_unet", "pose_guider")
+
+
+def trained_in_stage_2(name: str) -> bool:
+    """The denoising UNet's motion modules only (``train_stage_2.py``)."""
+    return name.startswith("denoising_unet.") and is_motion_module_key(name, UNET_MOTION_KEY)
+
+
 class AnimateAnyoneTask:
     """Stage 1 (image pairs; denoising UNet + ReferenceNet + PoseGuider) or stage 2 (24-frame clips;
     motion modules only), v-prediction with Min-SNR weights, noise offset and unconditional batches."""
+
+    @staticmethod
+    def read_recipe(config, data_section, noise_section) -> None:
+        if config.stage not in (1, 2):
+            raise InputError("stage", f"is {config.stage!r}", "1 or 2")
+        config.data = from_dict(AnimateAnyoneDataConfig, data_section, "data")
+        config.noise = from_dict(NoiseConfig, noise_section, "noise")
+        if not config.data.meta_paths:
+            raise InputError("data.meta_paths", "is empty", "one or more meta JSON files")
 
     @staticmethod
     def build_models(factory: Callable, model_config: dict, config) -> AnimateAnyoneModels:
@@ -59,7 +100,7 @@ class AnimateAnyoneTask:
         self.net, self.vae, self.image_encoder = models.net, models.vae, models.image_encoder
         self.validation_sampler = models.validation_sampler
         self.frozen_modules = [self.vae, self.image_encoder]
-        self.rule = selection.animate_anyone_stage1 if self.stage == 1 else selection.animate_anyone_stage2
+        self.rule = trained_in_stage_1 if self.stage == 1 else trained_in_stage_2
         # An unconditional stage-1 batch skips the (trained) ReferenceNet, so DDP must allow unused parameters.
         self.find_unused_parameters = self.stage == 1 and self.noise.condition_drop_ratio > 0
         self.dataset = self._dataset(config.data)
@@ -69,8 +110,8 @@ class AnimateAnyoneTask:
         common = dict(meta_paths=data.meta_paths, width=data.width, height=data.height,
                       crop_scale=data.crop_scale, crop_ratio=data.crop_ratio, clip_size=data.clip_size)
         if self.stage == 1:
-            return datasets.AnimateAnyoneFramePairs(sample_margin=data.sample_margin, **common)
-        return datasets.AnimateAnyoneClips(n_sample_frames=data.n_sample_frames, sample_rate=data.sample_rate, **common)
+            return AnimateAnyoneFramePairs(sample_margin=data.sample_margin, **common)
+        return AnimateAnyoneClips(n_sample_frames=data.n_sample_frames, sample_rate=data.sample_rate, **common)
 
     def optimizer_groups(self, trainable: list, learning_rate: float) -> list[dict]:
         return [{"params": [p for _, p in trainable], "lr": learning_rate}]

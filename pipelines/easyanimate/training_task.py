@@ -26,13 +26,26 @@ from torch import nn
 
 from ...core.errors import InputError
 from ..motion_module import DIT_MOTION_KEY, is_motion_module_key
-from ..training import datasets, lora, losses, selection
+from ..training import lora, losses, selection
+from ..training.config import from_dict
 from ..training.lora import LoRATargets
 from ..training.tasks import (VAE_FACTOR, StepContext, ValidationRequest, ValidationSampler, encode_frames,
                               per_sample_normal, per_sample_timesteps, sample_generators, unwrap_output)
 from .lora import TEXT_ENCODER_PREFIX, TRANSFORMER_PREFIX, kohya_name
+from .training_data import EasyAnimateDataConfig, EasyAnimateMedia
 
+MODES = ("lora", "motion_module")
+VIDEO_CROPS = ("center", "random")
 T5_CONTAINERS = ("T5LayerSelfAttention", "T5LayerFF")
+
+
+@dataclass
+class IDDPMConfig:
+    """The recipe's ``noise`` section."""
+
+    num_train_timesteps: int = 1000
+    beta_start: float = 0.0001
+    beta_end: float = 0.02
 
 
 @dataclass
@@ -88,6 +101,17 @@ class EasyAnimateTask:
     trained with the improved-DDPM hybrid loss of the learned-sigma PixArt transformer."""
 
     @staticmethod
+    def read_recipe(config, data_section, noise_section) -> None:
+        if config.mode not in MODES:
+            raise InputError("mode", f"is {config.mode!r}", " or ".join(MODES))
+        config.data = from_dict(EasyAnimateDataConfig, data_section, "data")
+        config.noise = from_dict(IDDPMConfig, noise_section, "noise")
+        if not config.data.meta_path:
+            raise InputError("data.meta_path", "is empty", "a JSON or CSV file listing the clips")
+        if config.data.video_crop not in VIDEO_CROPS:
+            raise InputError("data.video_crop", f"is '{config.data.video_crop}'", " or ".join(VIDEO_CROPS))
+
+    @staticmethod
     def build_models(factory: Callable, model_config: dict, config) -> EasyAnimateModels:
         return factory(model_config)
 
@@ -118,7 +142,7 @@ class EasyAnimateTask:
         self.find_unused_parameters = False
         data = config.data
         check_sizes(data, getattr(models.transformer, "grid_multiple", 1))
-        self.dataset = datasets.EasyAnimateMedia(
+        self.dataset = EasyAnimateMedia(
             data.meta_path, data.root, video_size=data.video_size, image_size=data.image_size,
             sample_stride=data.sample_stride, sample_n_frames=data.sample_n_frames, video_crop=data.video_crop,
             min_crop_f=data.min_crop_f, max_crop_f=data.max_crop_f, video_repeat=data.video_repeat,

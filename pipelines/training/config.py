@@ -1,7 +1,8 @@
 """Training recipes as typed settings, read from YAML.
 
 A recipe file has the sections below; every key is optional except where a section says otherwise, and
-unknown keys are refused (a typo must not silently fall back to a default). The shipped recipes in
+unknown keys are refused (a typo must not silently fall back to a default). The ``data`` and ``noise``
+sections are the method's: its task class (``tasks.TASKS``) types them in ``read_recipe``. The shipped recipes in
 ``configs/`` spell out every reference hyper-parameter. Relative paths are taken from the current
 directory, as the reference scripts do.
 """
@@ -23,10 +24,8 @@ RECIPES = {
     "easyanimate_lora": "easyanimate_lora.yaml",
     "easyanimate_motion_module": "easyanimate_motion_module.yaml",
 }
-METHODS = ("animate-anyone", "easyanimate")
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
 SHARDINGS = ("none", "zero1")
-EASYANIMATE_MODES = ("lora", "motion_module")
 
 
 @dataclass
@@ -64,60 +63,6 @@ class ValidationConfig:
 
 
 @dataclass
-class NoiseConfig:
-    num_train_timesteps: int = 1000
-    beta_start: float = 0.00085
-    beta_end: float = 0.012
-    beta_schedule: str = "scaled_linear"
-    zero_terminal_snr: bool = True
-    prediction_type: str = "v_prediction"
-    noise_offset: float = 0.05
-    snr_gamma: float = 5.0  # 0 = plain MSE
-    condition_drop_ratio: float = 0.1
-
-
-@dataclass
-class AnimateAnyoneDataConfig:
-    meta_paths: list = field(default_factory=list)
-    width: int = 768
-    height: int = 768
-    batch_size: int = 4
-    num_workers: int = 4
-    sample_margin: int = 30  # stage 1: frames between reference and target
-    n_sample_frames: int = 24  # stage 2
-    sample_rate: int = 4  # stage 2: frame stride
-    crop_scale: list = field(default_factory=lambda: [0.9, 1.0])
-    crop_ratio: list = field(default_factory=lambda: [0.9, 1.0])
-    clip_size: int = 224
-
-
-@dataclass
-class EasyAnimateDataConfig:
-    meta_path: str = ""
-    root: Optional[str] = None
-    batch_size: int = 2
-    num_workers: int = 4
-    video_size: int = 512
-    image_size: int = 512
-    sample_stride: int = 2
-    sample_n_frames: int = 16
-    video_crop: str = "center"  # "center" (train_t2v_lora) or "random" (train_t2iv)
-    min_crop_f: float = 0.9
-    max_crop_f: float = 1.0
-    video_repeat: int = 0
-    image_repeat_in_forward: int = 1
-    text_drop_ratio: float = 0.0
-    tokenizer_max_length: int = 120
-
-
-@dataclass
-class IDDPMConfig:
-    num_train_timesteps: int = 1000
-    beta_start: float = 0.0001
-    beta_end: float = 0.02
-
-
-@dataclass
 class LoRAConfig:
     rank: int = 128
     alpha: float = 64.0
@@ -136,8 +81,8 @@ class TrainConfig:
     stage: Optional[int] = None  # AnimateAnyone: 1 or 2
     mode: Optional[str] = None  # EasyAnimate: lora or motion_module
     model: dict = field(default_factory=dict)  # factory + model paths, read by the method's factory
-    data: Any = None
-    noise: Any = None
+    data: Any = None  # typed by the method's task
+    noise: Any = None  # typed by the method's task
     solver: SolverConfig = field(default_factory=SolverConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
@@ -226,27 +171,18 @@ def _validate_solver(solver: SolverConfig) -> None:
 
 
 def parse_config(data: dict, source: str = "") -> TrainConfig:
-    """A ``TrainConfig`` from a parsed YAML mapping; method-specific sections are typed per method."""
+    """A ``TrainConfig`` from a parsed YAML mapping; the method's task (``tasks.TASKS``) types its own sections."""
+    from .tasks import TASKS, task_class_of
+
     if not isinstance(data, dict):
         raise _fail("config", f"'{source}' does not hold a mapping of settings", "a YAML recipe")
     data = dict(data)
     method = data.get("method")
-    _require(method in METHODS, "method", f"is {method!r}", "one of " + ", ".join(METHODS))
+    _require(method in TASKS, "method", f"is {method!r}", "one of " + ", ".join(TASKS))
     data_section, noise_section = data.pop("data", None), data.pop("noise", None)
     config = from_dict(TrainConfig, data)
     config.source = source
-    if method == "animate-anyone":
-        _require(config.stage in (1, 2), "stage", f"is {config.stage!r}", "1 or 2")
-        config.data = from_dict(AnimateAnyoneDataConfig, data_section, "data")
-        config.noise = from_dict(NoiseConfig, noise_section, "noise")
-        _require(bool(config.data.meta_paths), "data.meta_paths", "is empty", "one or more meta JSON files")
-    else:
-        _require(config.mode in EASYANIMATE_MODES, "mode", f"is {config.mode!r}", " or ".join(EASYANIMATE_MODES))
-        config.data = from_dict(EasyAnimateDataConfig, data_section, "data")
-        config.noise = from_dict(IDDPMConfig, noise_section, "noise")
-        _require(bool(config.data.meta_path), "data.meta_path", "is empty", "a JSON or CSV file listing the clips")
-        _require(config.data.video_crop in ("center", "random"), "data.video_crop", f"is '{config.data.video_crop}'",
-                 "center or random")
+    task_class_of(method).read_recipe(config, data_section, noise_section)
     _validate_solver(config.solver)
     return config
 

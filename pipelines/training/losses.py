@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from ...core.errors import InputError
 
 BETA_SCHEDULES = ("linear", "scaled_linear")
-PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
 def make_betas(num_train_timesteps: int, beta_start: float, beta_end: float, schedule: str) -> torch.Tensor:

@@ -43,12 +43,6 @@ def epoch_permutation(length: int, seed: int, epoch: int) -> np.ndarray:
     return numpy_rng(seed, SHUFFLE, epoch).permutation(length)
 
 
-def item_at(position: int, length: int, seed: int, shuffle: bool = True) -> int:
-    """The dataset item at a stream position."""
-    epoch, offset = divmod(position, length)
-    return int(epoch_permutation(length, seed, epoch)[offset]) if shuffle else offset
-
-
 def stream_positions(length: int, seed: int, shuffle: bool = True, start: int = 0) -> Iterator[tuple[int, int]]:
     """(position, dataset item) pairs forever, from ``start``."""
     epoch, offset = divmod(start, length)

@@ -1,13 +1,10 @@
 """Which parameters each stage/mode trains, as rules on parameter names.
 
-Names are those of ``named_parameters()`` of the module the trainer wraps:
-- AnimateAnyone: the training net with children ``reference_unet``, ``denoising_unet``, ``pose_guider``.
-  Stage 1 trains the denoising UNet, the ReferenceNet except ``up_blocks.3`` and the PoseGuider
-  (``train_stage_1.py``); stage 2 trains only parameters under ``motion_modules`` (``train_stage_2.py``).
-- EasyAnimate: the training net with child ``transformer`` (and ``text_encoder`` when its LoRA trains).
-  Motion-module mode trains parameters whose name contains one of ``trainable_modules`` (the reference
-  passes ``attn_temporal``); LoRA mode trains only the LoRA adapters (see ``lora.py``).
-Everything else is frozen (``requires_grad=False``) and is never handed to the optimiser.
+Names are those of ``named_parameters()`` of the module the trainer wraps; each task picks its rule
+(``task.rule``): AnimateAnyone's per stage (``pipelines/animate_anyone/training_task.py``), EasyAnimate's
+``name_contains(trainable_modules)`` (motion module; the reference passes ``attn_temporal``) or
+``lora_adapters`` (see ``lora.py``). Everything else is frozen (``requires_grad=False``) and is never
+handed to the optimiser.
 """
 
 from __future__ import annotations
@@ -17,20 +14,8 @@ from typing import Callable, Iterable
 import torch
 
 from ...core.errors import InputError
-from ..motion_module import UNET_MOTION_KEY, is_motion_module_key
 
 ParameterRule = Callable[[str], bool]
-
-
-def animate_anyone_stage1(name: str) -> bool:
-    child, _, rest = name.partition(".")
-    if child == "reference_unet":
-        return not rest.startswith("up_blocks.3.")
-    return child in ("denoising_unet", "pose_guider")
-
-
-def animate_anyone_stage2(name: str) -> bool:
-    return name.startswith("denoising_unet.") and is_motion_module_key(name, UNET_MOTION_KEY)
 
 
 def name_contains(fragments: Iterable[str]) -> ParameterRule:

@@ -6,12 +6,16 @@ pack). Both tables name their modules by dotted path, imported only when a recip
 package depends on no method. The tasks live beside their methods:
 
 - AnimateAnyone stages 1 and 2: ``pipelines/animate_anyone/training_task.py`` (``AnimateAnyoneTask``; the
-  factory returns ``AnimateAnyoneModels``, wired in ``pipelines/animate_anyone/training.py``);
+  factory returns ``AnimateAnyoneModels``, wired in ``pipelines/animate_anyone/training.py``; the datasets in
+  ``training_data.py``);
 - EasyAnimate v1 LoRA and motion module: ``pipelines/easyanimate/training_task.py`` (``EasyAnimateTask``; the
-  factory returns ``EasyAnimateModels``, wired in ``pipelines/easyanimate/training.py``).
+  factory returns ``EasyAnimateModels``, wired in ``pipelines/easyanimate/training.py``; the datasets in
+  ``training_data.py``).
 
 Each task module's docstring gives its factory's signature and what the returned models must do. A task
-class has ``build_models(factory, model_config, config)`` (how its factory is called) and is built as
+class has ``read_recipe(config, data_section, noise_section)`` (checks the method's top-level keys and sets
+``config.data`` / ``config.noise`` to its typed sections; ``config.parse_config`` calls it) and
+``build_models(factory, model_config, config)`` (how its factory is called), and is built as
 ``Task(config, models)``; the instance then follows ``TrainingTask`` below.
 
 The models may set ``validation_sampler(net, request) -> {name: uint8 frames [N,H,W,3]}``, called every
@@ -109,10 +113,14 @@ def resolve_callable(spec: str, input_name: str, what: str) -> Callable:
     return function
 
 
+def task_class_of(method: str) -> type:
+    return resolve_callable(TASKS[method], "method", f"the {method} training task")
+
+
 def build_task(config) -> "TrainingTask":
     spec = config.model.get("factory", DEFAULT_FACTORIES[config.method])
     factory = resolve_callable(spec, "model.factory", f"the {config.method} model code wired for training")
-    task_class = resolve_callable(TASKS[config.method], "method", f"the {config.method} training task")
+    task_class = task_class_of(config.method)
     model_config = {k: v for k, v in config.model.items() if k != "factory"}
     models = task_class.build_models(factory, model_config, config)
     check_options = getattr(models.validation_sampler, "check_options", None)
