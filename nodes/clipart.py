@@ -92,11 +92,7 @@ class AnimateSuiteLoadClipart(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, svg):
-        try:
-            svg_path(svg)
-        except InputError as error:
-            return str(error)
-        return True
+        return comfy_bridge.validation_result(svg_path, svg)
 
     @classmethod
     def execute(cls, svg, canvas, keypoints, complexity, max_tri_area, min_tri_angle):

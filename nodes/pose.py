@@ -297,11 +297,7 @@ class AnimateSuiteLoadPoseJSON(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, file):
-        try:
-            comfy_bridge.input_file_path(file, "file")
-        except InputError as error:
-            return str(error)
-        return True
+        return comfy_bridge.validation_result(comfy_bridge.input_file_path, file, "file")
 
     @classmethod
     def execute(cls, file):

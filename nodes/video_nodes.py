@@ -127,7 +127,7 @@ class AnimateSuiteSaveLivePhoto(io.ComfyNode):
         base = comfy_bridge.unused_base(folder, stem, counter, (".jpg", ".mov"))  # the pair shares one name
         identifier = write_live_photo(frames, fps, still, Path(folder) / f"{base}.jpg", Path(folder) / f"{base}.mov",
                                       still_frame=index, quality=quality, metadata=comfy_bridge.file_metadata(*saved_metadata(cls)))
-        files = [{"filename": f"{base}{suffix}", "subfolder": subfolder, "type": "output"} for suffix in (".jpg", ".mov")]
+        files = [comfy_bridge.output_entry(f"{base}{suffix}", subfolder) for suffix in (".jpg", ".mov")]
         return io.NodeOutput(identifier, ui={"images": files[:1], "live_photo": files, "content_identifier": [identifier]})
 
 def _input_choices() -> list[str]:
@@ -166,11 +166,7 @@ class AnimateSuiteLoadVideo(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, video):
-        try:
-            input_video_path(video)
-        except InputError as error:
-            return str(error)
-        return True
+        return comfy_bridge.validation_result(input_video_path, video)
 
     @classmethod
     def execute(cls, video, frame_cap, stride, skip_first, width, height, resize_mode, folder_fps):
