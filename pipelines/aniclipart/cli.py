@@ -220,9 +220,9 @@ def write_outputs(animation, out: Path, size, background, ctx) -> list[Path]:
 
 def _flatten(frames):
     # Transparent GIF/WebP are not supported by the shared writers: composite RGBA on white.
-    if frames.shape[-1] == 4:
-        return frames[..., :3] * frames[..., 3:] + (1 - frames[..., 3:])
-    return frames
+    from ...svg.animate import on_background
+
+    return on_background(frames, (1.0, 1.0, 1.0)) if frames.shape[-1] == 4 else frames
 
 
 def _write_rgba_pngs(frames, folder: Path) -> list[Path]:
