@@ -6,6 +6,7 @@ Frames follow ComfyUI's IMAGE layout: float32 tensors ``[N, H, W, C]`` in 0..1, 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -112,6 +113,21 @@ def resize_batch(images: torch.Tensor, width: int, height: int, mode: str = "cro
         canvas[:, :, -y:-y + scaled_h, -x:-x + scaled_w] = scaled
         scaled = canvas
     return scaled.clamp(0, 1).permute(0, 2, 3, 1).contiguous()
+
+
+def frame_resizer(width: int, height: int, mode: str = "crop") -> Callable[[np.ndarray], np.ndarray] | None:
+    """A resize of one uint8 frame ``[H,W,3]`` to ``width`` x ``height`` (``resize_batch``), for decoders that
+    resize frame by frame; a side of 0 follows the frame's aspect; None when both are 0 (keep the size)."""
+    if not width and not height:
+        return None
+
+    def resize(frame: np.ndarray) -> np.ndarray:
+        h, w = frame.shape[:2]
+        target_w = width or max(1, round(w * height / h))
+        target_h = height or max(1, round(h * width / w))
+        return to_uint8(resize_batch(from_uint8(frame), target_w, target_h, mode))[0]
+
+    return resize
 
 
 def round_to_multiple(value: int, multiple: int) -> int:

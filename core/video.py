@@ -17,6 +17,7 @@ from .errors import InputError
 
 SAVE_FORMATS = ("gif", "webp", "mp4", "png")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
+H264_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv")  # the containers write_frames fills with H.264
 ANIMATED_IMAGE_SUFFIXES = (".gif", ".webp", ".png", ".apng")
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 # Refuse to decode more than this many bytes of float32 frames at once (the IMAGE batch size).
@@ -104,6 +105,24 @@ def write_png_sequence(frames: np.ndarray, folder: Path, stem: str) -> list[Path
         Image.fromarray(frame).save(path, compress_level=4)
         paths.append(path)
     return paths
+
+
+def write_frames(frames: np.ndarray, path: Path, fps: float, loop: int = 0, webp_quality: int = 90,
+                 video_quality: int = 70, metadata: Optional[dict[str, str]] = None,
+                 png_stem: str = "frame") -> list[Path]:
+    """Write frames in the format ``path``'s suffix names: .gif, .webp, H.264 video (``H264_SUFFIXES``,
+    carrying ``metadata``), or for any other path a folder of ``<png_stem>_00000.png`` frames.
+    Returns the files written."""
+    suffix = path.suffix.lower()
+    if suffix == ".gif":
+        write_gif(frames, path, fps, loop)
+    elif suffix == ".webp":
+        write_webp(frames, path, fps, loop, webp_quality)
+    elif suffix in H264_SUFFIXES:
+        write_video(frames, path, fps, video_quality, metadata=metadata)
+    else:
+        return write_png_sequence(frames, path, png_stem)
+    return [path]
 
 
 @dataclass

@@ -92,11 +92,7 @@ class AnimateSuiteLoadClipart(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, svg):
-        try:
-            svg_path(svg)
-        except InputError as error:
-            return str(error)
-        return True
+        return comfy_bridge.validation_result(svg_path, svg)
 
     @classmethod
     def execute(cls, svg, canvas, keypoints, complexity, max_tri_area, min_tri_angle):
@@ -105,22 +101,6 @@ class AnimateSuiteLoadClipart(io.ComfyNode):
         clipart = load_clipart(svg_path(svg), canvas, use_side_files=keypoints == KEYPOINT_SOURCES[0],
                                settings=_rig_settings(max_tri_area, min_tri_angle), complexity=complexity)
         return io.NodeOutput(clipart, rig_preview(clipart.rig))
-
-
-def _parse_points(text: str):
-    import numpy as np
-
-    points = []
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.split("#")[0].replace(",", " ").strip()
-        if not line:
-            continue
-        parts = line.split()
-        try:
-            points.append((float(parts[0]), float(parts[1])))
-        except (IndexError, ValueError):
-            raise InputError("keypoints", f"line {number} is {line!r}", "'x y' in canvas pixels per line") from None
-    return np.array(points, np.float64).reshape(-1, 2)
 
 
 class AnimateSuiteClipartKeypoints(io.ComfyNode):
@@ -149,26 +129,17 @@ class AnimateSuiteClipartKeypoints(io.ComfyNode):
     @classmethod
     def execute(cls, clipart, source, complexity, keypoints, bones):
         from ..svg import rigfiles
-        from ..svg.animate import Clipart, rig_drawing, rig_preview
+        from ..svg.animate import redetect, rerig_from_text, rig_preview
 
         if source not in EDIT_SOURCES:
             raise InputError("source", f"'{source}' is unknown", "one of " + ", ".join(EDIT_SOURCES))
+        if source == "detect":
+            clipart = redetect(clipart, complexity)
+        elif source == "from text":
+            clipart = rerig_from_text(clipart, keypoints, bones)
         rig = clipart.rig
-        if source != EDIT_SOURCES[0]:
-            if source == "detect":
-                new_rig, origin = rig_drawing(rig.source, None, None, None, rig.settings, complexity)
-            else:
-                points = _parse_points(keypoints)
-                if len(points) == 0:
-                    raise InputError("keypoints", "is empty", "one 'x y' line per keypoint")
-                bone_list = rigfiles.parse_skeleton(bones, len(points)) if bones.strip() else None
-                layers = rig.layer_definitions if rig.layer_definitions and len(points) == rig.num_keypoints else None
-                new_rig, origin = rig_drawing(rig.source, points, bone_list, layers, rig.settings)
-                origin = "edited"
-            clipart = Clipart(new_rig, clipart.name, clipart.svg_sha256, origin)
-            rig = new_rig
-        points_text = "".join(f"{x:.2f} {y:.2f}\n" for x, y in rig.keypoints.numpy())
-        return io.NodeOutput(clipart, rig_preview(rig), points_text, rigfiles.skeleton_text(rig.bones))
+        return io.NodeOutput(clipart, rig_preview(rig), rigfiles.keypoints_text(rig.keypoints.numpy()),
+                             rigfiles.skeleton_text(rig.bones))
 
 
 class AnimateSuiteAnimateClipart(io.ComfyNode):
@@ -229,20 +200,14 @@ class AnimateSuiteRenderClipart(io.ComfyNode):
 
     @classmethod
     def execute(cls, animation, size, background):
-        from ..svg.animate import render_animation
+        from ..svg.animate import on_background, render_animation
 
         if background not in BACKGROUNDS:
             raise InputError("background", f"'{background}' is unknown", "one of " + ", ".join(BACKGROUNDS))
         ctx = comfy_bridge.run_context([], torch.float32)
         rgba = render_animation(animation, size, None, ctx)
-        alpha = rgba[..., 3]
-        colour = BACKGROUNDS[background]
-        if colour is None:
-            images = rgba[..., :3]
-        else:
-            back = torch.tensor(colour, dtype=rgba.dtype)
-            images = rgba[..., :3] * rgba[..., 3:] + back * (1 - rgba[..., 3:])
-        return io.NodeOutput(comfy_bridge.to_intermediate(images), comfy_bridge.to_intermediate(alpha))
+        images = on_background(rgba, BACKGROUNDS[background])
+        return io.NodeOutput(comfy_bridge.to_intermediate(images), comfy_bridge.to_intermediate(rgba[..., 3]))
 
 
 class AnimateSuiteSaveClipartSVG(io.ComfyNode):
@@ -267,27 +232,19 @@ class AnimateSuiteSaveClipartSVG(io.ComfyNode):
     @classmethod
     def execute(cls, animation, filename_prefix, size, frame_svgs, motion_json, rig_files=True):
         from ..svg import animate as clipart_animate
-        from ..svg import export, rigfiles
+        from ..svg import export
 
         folder, stem, counter, subfolder = comfy_bridge.output_location(filename_prefix, size, size)
         base = comfy_bridge.unused_base(folder, stem, counter, (".svg",), separator="")
-        files = [(base + ".svg", clipart_animate.animation_svg(animation, size))]
-        if motion_json:
-            files.append((base + ".json", export.motion_json(clipart_animate.motion_record(animation))))
-        if rig_files:
-            rig = animation.rig
-            files.append((base + "_keypoint.svg", rigfiles.keypoint_svg(rig.keypoints.numpy(), *rig.canvas)))
-            files.append((base + "_skeleton.txt", rigfiles.skeleton_text(rig.bones)))
-            if rig.layer_definitions:
-                files.append((base + "_layer.json", rigfiles.layers_json(rig.layer_definitions)))
+        files = clipart_animate.animation_files(animation, base, size, motion_json, rig_files)
         export.write_text_files(folder, files)
-        results = [{"filename": name, "subfolder": subfolder, "type": "output"} for name, _ in files]
         if frame_svgs:
             frames_folder = Path(folder) / f"{base}_frames"
             frames_folder.mkdir(exist_ok=True)
             texts = clipart_animate.frame_svgs(animation, size)
             export.write_text_files(frames_folder, [(f"frame_{i:05d}.svg", t) for i, t in enumerate(texts)])
-        return io.NodeOutput(ui={"clipart_svg": results[:1], "text": [r["filename"] for r in results]})
+        results = [comfy_bridge.output_entry(name, subfolder) for name, _ in files]
+        return io.NodeOutput(ui={"clipart_svg": results[:1], "text": [name for name, _ in files]})
 
 
 NODE_CLASSES = [AnimateSuiteLoadClipart, AnimateSuiteClipartKeypoints, AnimateSuiteAnimateClipart,

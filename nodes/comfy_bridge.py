@@ -208,6 +208,16 @@ def input_top_level_choices(suffixes: tuple[str, ...]) -> list[str]:
             if os.path.isdir(os.path.join(input_dir, name)) or name.lower().endswith(suffixes)]
 
 
+def validation_result(check, *values) -> bool | str:
+    """What a node's ``validate_inputs`` answers for ``check(*values)``: True, or the message of the
+    InputError it raised, which ComfyUI shows before the workflow runs."""
+    try:
+        check(*values)
+    except InputError as error:
+        return str(error)
+    return True
+
+
 def input_file_path(name: str, input_name: str, expected: str = "an existing file", allow_folder: bool = False) -> str:
     """A file (or, with ``allow_folder``, a folder) chosen in ComfyUI's input folder; never a path outside it."""
     input_dir = folder_paths.get_input_directory()
@@ -248,11 +258,16 @@ def unused_name(folder: str, stem: str, counter: int, suffix: str) -> str:
     return unused_base(folder, stem, counter, (suffix,)) + suffix
 
 
+def output_entry(filename: str, subfolder: str) -> dict:
+    """How a node's UI message names a file it wrote into the output folder (for previews and downloads)."""
+    return {"filename": filename, "subfolder": subfolder, "type": "output"}
+
+
 def output_file_path(filename_prefix: str, suffix: str) -> tuple[str, dict]:
     """A new file in ComfyUI's output folder for ``filename_prefix`` and its UI entry."""
     folder, stem, counter, subfolder = output_location(filename_prefix)
     name = unused_name(folder, stem, counter, suffix)
-    return os.path.join(folder, name), {"filename": name, "subfolder": subfolder, "type": "output"}
+    return os.path.join(folder, name), output_entry(name, subfolder)
 
 
 def file_metadata(prompt, extra_pnginfo) -> dict[str, str]:

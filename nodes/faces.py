@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 
-import numpy as np
 import torch
 
 from ..core import images as image_ops
@@ -111,46 +110,13 @@ class AnimateSuiteFaceMask(io.ComfyNode):
     def execute(cls, face_analysis, images, mode, grow, feather, channel_order, pose_keypoint=None):
         from ..pose import faces
 
-        if mode not in ("boxes", "landmark_hull"):
-            raise InputError("mode", f"'{mode}' is unknown", "boxes or landmark_hull")
         frames = image_ops.to_uint8(image_ops.check_image_batch(images))
-        height, width = frames.shape[1:3]
-        landmarks = _pose_face_points(pose_keypoint, len(frames), width, height) if mode == "landmark_hull" else None
         ctx = comfy_bridge.run_context([], torch.float32)
-        masks, faceless = [], []
-        for index, frame in enumerate(frames):
-            ctx.check_interrupt()
-            if landmarks is not None:
-                masks.append(faces.hull_mask(width, height, landmarks[index]))
-            else:
-                found = face_analysis.detect(frame, channel_order)
-                if not found:
-                    faceless.append(index)
-                masks.append(faces.box_mask(width, height, found) if mode == "boxes"
-                             else faces.hull_mask(width, height, [faces.face_outline_points(f) for f in found]))
-            ctx.report(index + 1, len(frames))
-        if faceless:
-            log.warning("Face Mask: no face in %d of %d frames (0-based: %s)%s", len(faceless), len(frames),
-                        ", ".join(map(str, faceless)), "; their masks cover the whole frame" if mode == "boxes" else "")
-        result = faces.feather(faces.grow(np.stack(masks), grow), feather)
-        return io.NodeOutput(torch.from_numpy(np.ascontiguousarray(result, np.float32)))
-
-
-def _pose_face_points(pose_keypoint, count: int, width: int, height: int):
-    """Per frame, the visible DWPose face points of every person, on the frames' pixel grid."""
-    if pose_keypoint is None:
-        return None
-    from ..pose.keypoints import FACE
-    from ..pose.openpose_json import from_pose_keypoint
-
-    poses = from_pose_keypoint(pose_keypoint, "pose_keypoint")
-    if len(poses) != count:
-        raise InputError("pose_keypoint", f"has {len(poses)} frames for {count} images", "one pose frame per image")
-    out = []
-    for pose in poses:
-        pose = pose.rescaled(width, height)
-        out.append([points[scores >= 0.3] for points, scores in zip(pose.keypoints[:, FACE], pose.scores[:, FACE])])
-    return out
+        result = faces.face_masks(face_analysis, frames, mode, grow, feather, channel_order, pose_keypoint, ctx)
+        if result.faceless:
+            log.warning("Face Mask: no face in %d of %d frames (0-based: %s)%s", len(result.faceless), len(frames),
+                        ", ".join(map(str, result.faceless)), "; their masks cover the whole frame" if mode == "boxes" else "")
+        return io.NodeOutput(torch.from_numpy(result.masks))
 
 
 class AnimateSuiteFaceEmbedding(io.ComfyNode):
@@ -170,20 +136,14 @@ class AnimateSuiteFaceEmbedding(io.ComfyNode):
 
     @classmethod
     def execute(cls, face_analysis, image, channel_order):
-        from ..pose.faces import EMBEDDING_SIZE
+        from ..pose.faces import largest_face_embeddings
 
         frames = image_ops.to_uint8(image_ops.check_image_batch(image, "image"))
-        rows, faceless = [], []
-        for index, frame in enumerate(frames):
-            vector = face_analysis.largest_face_embedding(frame, channel_order)
-            if vector is None:
-                faceless.append(index)
-                vector = np.zeros(EMBEDDING_SIZE, np.float32)
-            rows.append(vector)
-        if faceless:
+        result = largest_face_embeddings(face_analysis, frames, channel_order)
+        if result.faceless:
             log.warning("Face Embedding: no face in image(s) %s (0-based); using zeros as StableAnimator does",
-                        ", ".join(map(str, faceless)))
-        return io.NodeOutput(torch.from_numpy(np.stack(rows).astype(np.float32)))
+                        ", ".join(map(str, result.faceless)))
+        return io.NodeOutput(torch.from_numpy(result.vectors))
 
 
 NODE_CLASSES = [AnimateSuiteFaceAnalysisLoader, AnimateSuiteFaceMask, AnimateSuiteFaceEmbedding]

@@ -124,21 +124,8 @@ def _frame_ranges(indices: list[int]) -> str:
     return ", ".join(parts)
 
 
-def _render_batch(frames, convention: str, width: int, height: int, body: bool, hands: bool, face: bool):
-    """IMAGE batch of pose images; every frame comes out at the first frame's size."""
-    from ..pose import render
-
-    parts = render.Parts(body, hands, face)
-    ctx = comfy_bridge.run_context([], torch.float32)
-    images = []
-    for index, frame in enumerate(frames):
-        ctx.check_interrupt()
-        image = render.render(frame, convention, width, height, parts)
-        if images and image.shape != images[0].shape:
-            image = render.render(frame, convention, images[0].shape[1], images[0].shape[0], parts)
-        images.append(image)
-        ctx.report(index + 1, len(frames))
-    return comfy_bridge.to_intermediate(image_ops.from_uint8(np.stack(images)))
+def _pose_images(frames: np.ndarray) -> torch.Tensor:
+    return comfy_bridge.to_intermediate(image_ops.from_uint8(frames))
 
 
 class AnimateSuiteDWPoseEstimator(io.ComfyNode):
@@ -167,10 +154,9 @@ class AnimateSuiteDWPoseEstimator(io.ComfyNode):
 
         from ..pose import dwpose as dw
         from ..pose import openpose_json, render
-        from ..pose.keypoints import empty_frames
+        from ..pose.keypoints import empty_frames, on_canvas
 
-        if convention not in CONVENTIONS:
-            raise InputError("convention", f"'{convention}' is unknown", ", ".join(CONVENTIONS))
+        render.check_convention(convention)
         frames = _frames_uint8(images)
         settings = replace(dw.PRESETS[convention], when_no_person=when_no_person)
         ctx = comfy_bridge.run_context([], torch.float32)
@@ -180,11 +166,10 @@ class AnimateSuiteDWPoseEstimator(io.ComfyNode):
             log.warning("DWPose: no person found in %d of %d frames (0-based): %s", len(missing),
                         len(frames), _frame_ranges(missing))
         in_h, in_w = frames.shape[1:3]
-        poses = [f if (f.width, f.height) == (in_w, in_h) else f.rescaled(in_w, in_h) for f in extraction.frames]
-        pose_keypoint = openpose_json.to_pose_keypoint(poses, render.Parts(body, hands, face))
-        if width or height:  # a missing side follows the input frames' aspect
-            width, height = render.output_size(in_w, in_h, width, height)
-        return io.NodeOutput(_render_batch(extraction.frames, convention, width, height, body, hands, face), pose_keypoint)
+        parts = render.Parts(body, hands, face)
+        pose_keypoint = openpose_json.to_pose_keypoint(on_canvas(extraction.frames, in_w, in_h), parts)
+        pose_images = render.render_extraction(extraction.frames, in_w, in_h, convention, width, height, parts, ctx)
+        return io.NodeOutput(_pose_images(pose_images), pose_keypoint)
 
 
 def _poses(value, input_name: str):
@@ -205,9 +190,12 @@ class AnimateSuiteRenderPose(io.ComfyNode):
 
     @classmethod
     def execute(cls, pose_keypoint, convention, body, hands, face, width, height):
-        if convention not in CONVENTIONS:
-            raise InputError("convention", f"'{convention}' is unknown", ", ".join(CONVENTIONS))
-        return io.NodeOutput(_render_batch(_poses(pose_keypoint, "pose_keypoint"), convention, width, height, body, hands, face))
+        from ..pose import render
+
+        frames = _poses(pose_keypoint, "pose_keypoint")
+        ctx = comfy_bridge.run_context([], torch.float32)
+        return io.NodeOutput(_pose_images(render.render_frames(frames, convention, width, height,
+                                                               render.Parts(body, hands, face), ctx)))
 
 
 class AnimateSuiteAlignPose(io.ComfyNode):
@@ -297,11 +285,7 @@ class AnimateSuiteLoadPoseJSON(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, file):
-        try:
-            comfy_bridge.input_file_path(file, "file")
-        except InputError as error:
-            return str(error)
-        return True
+        return comfy_bridge.validation_result(comfy_bridge.input_file_path, file, "file")
 
     @classmethod
     def execute(cls, file):

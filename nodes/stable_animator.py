@@ -88,14 +88,6 @@ class AnimateSuiteStableAnimatorLoader(io.ComfyNode):
         return io.NodeOutput(StableAnimatorModel(models, patchers, dtype))
 
 
-def _int(name, default, low, high, tooltip, step=1):
-    return io.Int.Input(name, default=default, min=low, max=high, step=step, tooltip=tooltip)
-
-
-def _float(name, default, low, high, step, tooltip):
-    return io.Float.Input(name, default=default, min=low, max=high, step=step, tooltip=tooltip)
-
-
 class AnimateSuiteStableAnimatorSampler(io.ComfyNode):
     DISPLAY_NAME = "StableAnimator (Animate Suite)"
 
@@ -111,31 +103,42 @@ class AnimateSuiteStableAnimatorSampler(io.ComfyNode):
                 io.Image.Input("reference_image", tooltip="The person to animate (one image, any size)."),
                 io.Image.Input("pose_frames", tooltip="One pose image per output frame, in StableAnimator's DWPose "
                                "drawing, on the reference's canvas (same aspect ratio as the reference)."),
-                _int("width", 512, 64, 2048, "Output width, a multiple of 64 (StableAnimator was trained at 512x512 "
-                     "and 576x1024).", 64),
-                _int("height", 512, 64, 2048, "Output height, a multiple of 64.", 64),
-                _int("steps", 25, 1, 200, "Denoising steps (Euler)."),
-                _float("min_guidance_scale", 3.0, 0.0, 20.0, 0.05, "Guidance on the first frame; it rises linearly to "
-                       "max_guidance_scale on the last. 1.0 on both skips the unconditional pass."),
-                _float("max_guidance_scale", 3.0, 0.0, 20.0, 0.05, "Guidance on the last frame."),
-                _int("fps", 7, 1, 60, "Frame rate the motion is conditioned on (SVD micro-conditioning; fps - 1 is used)."),
-                _int("motion_bucket_id", 127, 0, 1023, "SVD's motion amount conditioning."),
-                _float("noise_aug_strength", 0.02, 0.0, 1.0, 0.01, "Noise added to the reference before encoding it."),
-                _int("tile_size", 16, 2, 128, "Frames per denoising tile. Every tile also holds frame 0; longer clips "
-                     "are covered by overlapping tiles blended with triangular weights."),
-                _int("tile_overlap", 4, 1, 127, "Overlap between consecutive tiles (must be below tile_size)."),
-                _int("decode_chunk_size", 4, 1, 128, "Frames the VAE decodes together; more is smoother and uses more memory."),
+                io.Int.Input("width", default=512, min=64, max=2048, step=64, tooltip="Output width, a multiple of 64 "
+                             "(StableAnimator was trained at 512x512 and 576x1024)."),
+                io.Int.Input("height", default=512, min=64, max=2048, step=64, tooltip="Output height, a multiple of 64."),
+                io.Int.Input("steps", default=25, min=1, max=200, step=1, tooltip="Denoising steps (Euler)."),
+                io.Float.Input("min_guidance_scale", default=3.0, min=0.0, max=20.0, step=0.05, tooltip="Guidance on "
+                               "the first frame; it rises linearly to max_guidance_scale on the last. 1.0 on both skips "
+                               "the unconditional pass."),
+                io.Float.Input("max_guidance_scale", default=3.0, min=0.0, max=20.0, step=0.05,
+                               tooltip="Guidance on the last frame."),
+                io.Int.Input("fps", default=7, min=1, max=60, step=1, tooltip="Frame rate the motion is conditioned on "
+                             "(SVD micro-conditioning; fps - 1 is used)."),
+                io.Int.Input("motion_bucket_id", default=127, min=0, max=1023, step=1,
+                             tooltip="SVD's motion amount conditioning."),
+                io.Float.Input("noise_aug_strength", default=0.02, min=0.0, max=1.0, step=0.01,
+                               tooltip="Noise added to the reference before encoding it."),
+                io.Int.Input("tile_size", default=16, min=2, max=128, step=1, tooltip="Frames per denoising tile. Every "
+                             "tile also holds frame 0; longer clips are covered by overlapping tiles blended with "
+                             "triangular weights."),
+                io.Int.Input("tile_overlap", default=4, min=1, max=127, step=1,
+                             tooltip="Overlap between consecutive tiles (must be below tile_size)."),
+                io.Int.Input("decode_chunk_size", default=4, min=1, max=128, step=1, tooltip="Frames the VAE decodes "
+                             "together; more is smoother and uses more memory."),
                 io.Int.Input("seed", default=0, min=0, max=MAX_SEED, step=1, control_after_generate=True,  # as seed_input, step kept
                              tooltip="Seed of the initial noise (drawn on the CPU: the same video on every device)."),
                 io.Boolean.Input("face_optimization", default=True, tooltip="HJB face optimisation: refine the faces "
                                  "against the reference's identity during sampling. Needs the face embedder, "
                                  "face_embeds, face_masks and reference_face_mask; without them it is skipped "
                                  "with a warning, and it turns itself off if it runs out of GPU memory."),
-                _int("hjb_start_step", 0, 0, 1000, "First denoising step (0-based) whose faces are refined."),
-                _int("hjb_end_step", 20, 0, 1000, "Last denoising step (0-based, included) whose faces are refined."),
-                _int("hjb_iterations", 3, 1, 50, "Optimiser (Adam) iterations per refined step."),
-                _float("hjb_learning_rate", 0.1, 0.0, 10.0, 0.01, "Learning rate at step 0; at step i it is "
-                       "learning_rate * (1 - i / steps)."),
+                io.Int.Input("hjb_start_step", default=0, min=0, max=1000, step=1,
+                             tooltip="First denoising step (0-based) whose faces are refined."),
+                io.Int.Input("hjb_end_step", default=20, min=0, max=1000, step=1,
+                             tooltip="Last denoising step (0-based, included) whose faces are refined."),
+                io.Int.Input("hjb_iterations", default=3, min=1, max=50, step=1,
+                             tooltip="Optimiser (Adam) iterations per refined step."),
+                io.Float.Input("hjb_learning_rate", default=0.1, min=0.0, max=10.0, step=0.01,
+                               tooltip="Learning rate at step 0; at step i it is learning_rate * (1 - i / steps)."),
                 comfy_bridge.FACE_EMBEDS.Input("face_embeds", optional=True, tooltip="The raw 512-d ArcFace (antelopev2) "
                                                "embedding of the reference's largest face. Without it, identity comes from "
                                                "the CLIP embedding only."),

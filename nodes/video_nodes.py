@@ -29,20 +29,12 @@ def save_frames(images, fps: float, filename_prefix: str, fmt: str, loop: int, q
     frames = image_ops.to_uint8(images)
     height, width = frames.shape[1:3]
     folder, stem, counter, subfolder = comfy_bridge.output_location(filename_prefix, width, height)
-    metadata = comfy_bridge.file_metadata(prompt, extra_pnginfo)
-    if fmt == "png":
-        name = comfy_bridge.unused_name(folder, stem, counter, "")
-        paths = video_io.write_png_sequence(frames, Path(folder) / name, stem)
-        return [{"filename": p.name, "subfolder": os.path.join(subfolder, name), "type": "output"} for p in paths]
-    name = comfy_bridge.unused_name(folder, stem, counter, f".{fmt}")
-    path = Path(folder) / name
-    if fmt == "gif":
-        video_io.write_gif(frames, path, fps, loop)
-    elif fmt == "webp":
-        video_io.write_webp(frames, path, fps, loop, quality)
-    else:
-        video_io.write_video(frames, path, fps, quality, metadata=metadata)
-    return [{"filename": name, "subfolder": subfolder, "type": "output"}]
+    name = comfy_bridge.unused_name(folder, stem, counter, "" if fmt == "png" else f".{fmt}")
+    paths = video_io.write_frames(frames, Path(folder) / name, fps, loop, quality, quality,
+                                  comfy_bridge.file_metadata(prompt, extra_pnginfo), png_stem=stem)
+    if fmt == "png":  # a folder of frames
+        return [comfy_bridge.output_entry(path.name, os.path.join(subfolder, name)) for path in paths]
+    return [comfy_bridge.output_entry(name, subfolder)]
 
 
 class AnimateSuiteSaveAnimation(io.ComfyNode):
@@ -127,7 +119,7 @@ class AnimateSuiteSaveLivePhoto(io.ComfyNode):
         base = comfy_bridge.unused_base(folder, stem, counter, (".jpg", ".mov"))  # the pair shares one name
         identifier = write_live_photo(frames, fps, still, Path(folder) / f"{base}.jpg", Path(folder) / f"{base}.mov",
                                       still_frame=index, quality=quality, metadata=comfy_bridge.file_metadata(*saved_metadata(cls)))
-        files = [{"filename": f"{base}{suffix}", "subfolder": subfolder, "type": "output"} for suffix in (".jpg", ".mov")]
+        files = [comfy_bridge.output_entry(f"{base}{suffix}", subfolder) for suffix in (".jpg", ".mov")]
         return io.NodeOutput(identifier, ui={"images": files[:1], "live_photo": files, "content_identifier": [identifier]})
 
 def _input_choices() -> list[str]:
@@ -166,33 +158,15 @@ class AnimateSuiteLoadVideo(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, video):
-        try:
-            input_video_path(video)
-        except InputError as error:
-            return str(error)
-        return True
+        return comfy_bridge.validation_result(input_video_path, video)
 
     @classmethod
     def execute(cls, video, frame_cap, stride, skip_first, width, height, resize_mode, folder_fps):
         path = input_video_path(video)
-        resize = _frame_resizer(width, height, resize_mode)
+        resize = image_ops.frame_resizer(width, height, resize_mode)
         options = video_io.DecodeOptions(frame_cap, stride, skip_first, resize)
         frames, fps = video_io.read_frames(path, options, folder_fps)
         return io.NodeOutput(image_ops.from_uint8(frames), fps, int(frames.shape[0]))
-
-
-def _frame_resizer(width: int, height: int, mode: str):
-    if not width and not height:
-        return None
-
-    def resize(frame):
-        h, w = frame.shape[:2]
-        target_w = width or max(1, round(w * height / h))
-        target_h = height or max(1, round(h * width / w))
-        batch = image_ops.from_uint8(frame)
-        return image_ops.to_uint8(image_ops.resize_batch(batch, target_w, target_h, mode))[0]
-
-    return resize
 
 
 class AnimateSuiteFramesToVideo(io.ComfyNode):

@@ -31,6 +31,8 @@ import numpy as np
 from ..core.errors import CheckpointError, InputError, ModelNotFoundError
 from . import drawing, resize, sessions, warp
 from .detector import nms
+from .keypoints import FACE
+from .openpose_json import from_pose_keypoint
 
 DET_SIZE = (640, 640)
 DET_THRESHOLD = 0.5
@@ -190,6 +192,24 @@ class FaceAnalysis:
         return self.embed(image, largest, channel_order)
 
 
+@dataclass
+class FaceEmbeddings:
+    vectors: np.ndarray  # float32 [N, EMBEDDING_SIZE]
+    faceless: list[int]  # images without a face: their rows are zeros (StableAnimator's fallback)
+
+
+def largest_face_embeddings(analysis: FaceAnalysis, images: np.ndarray, channel_order: str = "rgb") -> FaceEmbeddings:
+    """Per uint8 RGB image, the raw ArcFace vector of its largest face, or zeros where there is none."""
+    rows, faceless = [], []
+    for index, image in enumerate(images):
+        vector = analysis.largest_face_embedding(image, channel_order)
+        if vector is None:
+            faceless.append(index)
+            vector = np.zeros(EMBEDDING_SIZE, np.float32)
+        rows.append(vector)
+    return FaceEmbeddings(np.stack(rows).astype(np.float32), faceless)
+
+
 def _model_channels(image: np.ndarray, channel_order: str) -> np.ndarray:
     if channel_order not in CHANNEL_ORDERS:
         raise InputError("channel_order", f"'{channel_order}' is unknown", " or ".join(CHANNEL_ORDERS))
@@ -217,6 +237,59 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- masks
+
+MASK_MODES = ("boxes", "landmark_hull")
+
+
+@dataclass
+class FaceMasks:
+    masks: np.ndarray  # float32 [N,H,W], 1 = face
+    faceless: list[int]  # frames in which the detector found no face
+
+
+def face_masks(analysis: FaceAnalysis, frames: np.ndarray, mode: str, grow_pixels: int = 0, feather_pixels: int = 0,
+               channel_order: str = "rgb", pose_keypoint=None, ctx=None) -> FaceMasks:
+    """Face masks of uint8 RGB frames ``[N,H,W,3]``.
+
+    ``boxes``: StableAnimator's masks (``box_mask``). ``landmark_hull``: the hull of the 68 DWPose face points
+    of ``pose_keypoint`` (a POSE_KEYPOINT value, one frame per image) when given, else of each detected
+    face's outline; grown by ``grow_pixels`` and feathered by ``feather_pixels`` either way.
+    """
+    if mode not in MASK_MODES:
+        raise InputError("mode", f"'{mode}' is unknown", " or ".join(MASK_MODES))
+    height, width = frames.shape[1:3]
+    landmarks = None
+    if mode == "landmark_hull" and pose_keypoint is not None:
+        landmarks = pose_face_points(pose_keypoint, len(frames), width, height)
+    masks, faceless = [], []
+    for index, frame in enumerate(frames):
+        if ctx is not None:
+            ctx.check_interrupt()
+        if landmarks is not None:
+            masks.append(hull_mask(width, height, landmarks[index]))
+        else:
+            found = analysis.detect(frame, channel_order)
+            if not found:
+                faceless.append(index)
+            masks.append(box_mask(width, height, found) if mode == "boxes"
+                         else hull_mask(width, height, [face_outline_points(f) for f in found]))
+        if ctx is not None:
+            ctx.report(index + 1, len(frames))
+    result = feather(grow(np.stack(masks), grow_pixels), feather_pixels)
+    return FaceMasks(np.ascontiguousarray(result, np.float32), faceless)
+
+
+def pose_face_points(pose_keypoint, count: int, width: int, height: int) -> list[list[np.ndarray]]:
+    """Per frame of a POSE_KEYPOINT value, the visible DWPose face points of every person on a
+    ``width`` x ``height`` pixel grid."""
+    poses = from_pose_keypoint(pose_keypoint, "pose_keypoint")
+    if len(poses) != count:
+        raise InputError("pose_keypoint", f"has {len(poses)} frames for {count} images", "one pose frame per image")
+    out = []
+    for pose in poses:
+        pose = pose.rescaled(width, height)
+        out.append([points[scores >= 0.3] for points, scores in zip(pose.keypoints[:, FACE], pose.scores[:, FACE])])
+    return out
 
 
 def box_mask(width: int, height: int, faces: list[Face]) -> np.ndarray:

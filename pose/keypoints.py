@@ -120,3 +120,9 @@ def visible_parts(keypoints: np.ndarray, scores: np.ndarray):
 def empty_frames(frames: list[FramePose]) -> list[int]:
     """Indices of frames without any person."""
     return [i for i, frame in enumerate(frames) if frame.num_people == 0]
+
+
+def on_canvas(frames: list[FramePose], width: int, height: int) -> list[FramePose]:
+    """The frames moved onto a ``width`` x ``height`` canvas (those already on it as they are)."""
+    return [frame if (frame.width, frame.height) == (width, height) else frame.rescaled(width, height)
+            for frame in frames]

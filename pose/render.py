@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.errors import InputError
 from . import drawing, resize
 from .dwpose import detect_size
 from .keypoints import BODY, BODY_COLORS, FACE, HAND_EDGES, LEFT_HAND, LIMBS, RIGHT_HAND, FramePose, visible_parts
@@ -77,6 +78,37 @@ def render(pose: FramePose, convention: str, width: int = 0, height: int = 0, pa
             shrink = out_w * out_h < image.shape[0] * image.shape[1]
             image = resize.resize(image, out_w, out_h, "area" if shrink else "linear")
     return image
+
+
+def check_convention(convention: str) -> None:
+    if convention not in CONVENTIONS:
+        raise InputError("convention", f"'{convention}' is unknown", ", ".join(CONVENTIONS))
+
+
+def render_frames(frames: list[FramePose], convention: str, width: int = 0, height: int = 0, parts: Parts = Parts(),
+                  ctx=None) -> np.ndarray:
+    """Pose images (uint8 ``[N,H,W,3]``) of a sequence; every frame comes out at the first frame's size."""
+    check_convention(convention)
+    images = []
+    for index, frame in enumerate(frames):
+        if ctx is not None:
+            ctx.check_interrupt()
+        image = render(frame, convention, width, height, parts)
+        if images and image.shape != images[0].shape:
+            image = render(frame, convention, images[0].shape[1], images[0].shape[0], parts)
+        images.append(image)
+        if ctx is not None:
+            ctx.report(index + 1, len(frames))
+    return np.stack(images)
+
+
+def render_extraction(frames: list[FramePose], input_width: int, input_height: int, convention: str, width: int = 0,
+                      height: int = 0, parts: Parts = Parts(), ctx=None) -> np.ndarray:
+    """Pose images of DWPose's frames (on its detection canvas) for input frames of ``input_width`` x
+    ``input_height``: a requested size with one side 0 follows the input frames' aspect."""
+    if width or height:
+        width, height = output_size(input_width, input_height, width, height)
+    return render_frames(frames, convention, width, height, parts, ctx)
 
 
 def output_size(width: int, height: int, want_w: int, want_h: int) -> tuple[int, int]:

@@ -83,6 +83,26 @@ def rig_drawing(drawing: Drawing, keypoints=None, bones=None, layers=None, setti
     return build_rig(drawing, keypoints, bones, layers, settings), source
 
 
+def redetect(clipart: Clipart, complexity: float = 0.5) -> Clipart:
+    """The clipart re-rigged with keypoints and bones detected from its silhouette."""
+    rig = clipart.rig
+    new_rig, origin = rig_drawing(rig.source, None, None, None, rig.settings, complexity)
+    return Clipart(new_rig, clipart.name, clipart.svg_sha256, origin)
+
+
+def rerig_from_text(clipart: Clipart, keypoints: str, bones: str) -> Clipart:
+    """The clipart re-rigged with typed keypoints ('x y' lines) and bones ('i j' lines; empty: a minimum
+    spanning tree). Its layers stay when the keypoint count does."""
+    rig = clipart.rig
+    points = rigfiles.parse_keypoints_text(keypoints)
+    if len(points) == 0:
+        raise InputError("keypoints", "is empty", "one 'x y' line per keypoint")
+    bone_list = rigfiles.parse_skeleton(bones, len(points)) if bones.strip() else None
+    layers = rig.layer_definitions if rig.layer_definitions and len(points) == rig.num_keypoints else None
+    new_rig, _ = rig_drawing(rig.source, points, bone_list, layers, rig.settings)
+    return Clipart(new_rig, clipart.name, clipart.svg_sha256, "edited")
+
+
 def load_clipart(svg_path: str | Path, canvas: int = DEFAULT_CANVAS, keypoints_path=None, skeleton_path=None,
                  layers_path=None, use_side_files: bool = True, settings: RigSettings | None = None,
                  complexity: float = 0.5) -> Clipart:
@@ -255,6 +275,14 @@ def render_animation(animation: ClipartAnimation, size: int | None = None,
     return torch.cat(out)
 
 
+def on_background(rgba: torch.Tensor, colour: tuple[float, float, float] | None) -> torch.Tensor:
+    """The RGB of RGBA frames composited over ``colour``; ``None`` keeps the plain colours (left to the alpha to cut out)."""
+    if colour is None:
+        return rgba[..., :3]
+    back = torch.tensor(colour, dtype=rgba.dtype)
+    return rgba[..., :3] * rgba[..., 3:] + back * (1 - rgba[..., 3:])
+
+
 def _preview(frames: torch.Tensor):
     from PIL import Image
 
@@ -272,6 +300,20 @@ def frame_svgs(animation: ClipartAnimation, size: int | None = None) -> list[str
     rig = animation.rig
     points = animation.points()
     return [export.frame_svg(rig.layout, points[f], rig.rest_points, size, size) for f in range(animation.num_frames)]
+
+
+def animation_files(animation: ClipartAnimation, base: str, size: int | None = None, motion: bool = True,
+                    rig_files: bool = True) -> list[tuple[str, str]]:
+    """What a saved animation consists of, as (file name, text), the animated SVG ``<base>.svg`` first; with
+    ``motion`` the motion JSON (``<base>.json``), with ``rig_files`` the rig as AniClipart side files, so
+    ``load_clipart`` loads the SVG back rigged."""
+    files = [(base + ".svg", animation_svg(animation, size))]
+    if motion:
+        files.append((base + ".json", export.motion_json(motion_record(animation))))
+    if rig_files:
+        rig = animation.rig
+        files += rigfiles.side_file_texts(base, rig.keypoints.numpy(), *rig.canvas, rig.bones, rig.layer_definitions)
+    return files
 
 
 def motion_record(animation: ClipartAnimation) -> export.MotionRecord:

@@ -83,6 +83,21 @@ def parse_skeleton(text: str, num_keypoints: int, input_name: str = "skeleton") 
     return np.array(bones, np.int64).reshape(-1, 2)
 
 
+def parse_keypoints_text(text: str, input_name: str = "keypoints") -> np.ndarray:
+    """Keypoints [K, 2] typed as one 'x y' (or 'x, y') per line in canvas pixels; '#' starts a comment."""
+    points = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#")[0].replace(",", " ").strip()
+        if not line:
+            continue
+        parts = line.split()
+        try:
+            points.append((float(parts[0]), float(parts[1])))
+        except (IndexError, ValueError):
+            raise InputError(input_name, f"line {number} is {line!r}", "'x y' in canvas pixels per line") from None
+    return np.array(points, np.float64).reshape(-1, 2)
+
+
 def parse_layers(text: str, num_paths: int, num_keypoints: int, input_name: str = "layers") -> list[Layer]:
     """A layer file -> layers with 0-based indices; every shape must belong to exactly one layer."""
     try:
@@ -173,6 +188,21 @@ def keypoint_svg(keypoints: np.ndarray, width: int, height: int, radius: float =
     circles = "\n".join(f'<circle fill="black" cx="{x:.6f}" cy="{y:.6f}" r="{radius}"/>' for x, y in np.asarray(keypoints))
     return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}">\n'
             f"{circles}\n</svg>\n")
+
+
+def keypoints_text(keypoints: np.ndarray) -> str:
+    """One 'x y' line per keypoint (canvas pixels), as ``parse_keypoints_text`` reads it."""
+    return "".join(f"{x:.2f} {y:.2f}\n" for x, y in np.asarray(keypoints))
+
+
+def side_file_texts(base: str, keypoints: np.ndarray, width: int, height: int, bones: np.ndarray,
+                    layers: list[Layer]) -> list[tuple[str, str]]:
+    """AniClipart's side files for the art ``<base>.svg`` as (file name, text): ``<base>_keypoint.svg``,
+    ``<base>_skeleton.txt`` and, when there are layers, ``<base>_layer.json`` (``find_side_files`` finds them)."""
+    files = [(base + "_keypoint.svg", keypoint_svg(keypoints, width, height)), (base + "_skeleton.txt", skeleton_text(bones))]
+    if layers:
+        files.append((base + "_layer.json", layers_json(layers)))
+    return files
 
 
 def skeleton_text(bones: np.ndarray) -> str:

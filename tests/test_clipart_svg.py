@@ -138,6 +138,15 @@ def test_skeleton_file_errors_name_the_line():
         rigfiles.parse_skeleton("0 1 2\n", 3)
 
 
+def test_typed_keypoints_read_back_and_errors_name_the_line():
+    points = np.array([[1.5, 2.0], [30.25, 40.0]])
+    assert np.array_equal(rigfiles.parse_keypoints_text(rigfiles.keypoints_text(points)), points)
+    assert rigfiles.parse_keypoints_text("# x y\n1, 2\n\n3 4 # hip\n").tolist() == [[1, 2], [3, 4]]
+    assert rigfiles.parse_keypoints_text("").shape == (0, 2)
+    with pytest.raises(InputError, match="line 2"):
+        rigfiles.parse_keypoints_text("0 1\n12 abc\n")
+
+
 # ----------------------------------------------------------------------------- hostile input
 
 BILLION_LAUGHS = """<?xml version="1.0"?>

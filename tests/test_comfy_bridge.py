@@ -178,3 +178,12 @@ def test_tensors_comfy_cannot_stream_follow_a_partial_load(bridge):
     assert model.table.device == meta and model.positions.device == meta
     assert isinstance(model.table, torch.nn.Parameter)
     assert model.proj.weight.device.type == "cpu"  # streamed layers are left to ComfyUI
+
+
+def test_validation_result_is_true_or_the_input_errors_message(bridge, errors):
+    def refuse(name):
+        raise errors.InputError("video", f"'{name}' does not exist", "an existing file")
+
+    assert bridge.validation_result(lambda name: name, "x.mp4") is True
+    assert bridge.validation_result(refuse, "x.mp4") == str(errors.InputError("video", "'x.mp4' does not exist", "an existing file"))
+    assert bridge.output_entry("a.gif", "sub") == {"filename": "a.gif", "subfolder": "sub", "type": "output"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from comfyui_animate_suite.core.errors import CheckpointError, ModelNotFoundError
+from comfyui_animate_suite.core.errors import CheckpointError, InputError, ModelNotFoundError
 from comfyui_animate_suite.pose import faces
 from tiny_models import pose as tiny
 
@@ -94,6 +94,29 @@ def test_hull_mask_grow_and_feather():
     assert shrunk[13:28, 13:28].all() and shrunk.sum() < mask.sum()
     soft = faces.feather(mask[None], 6)[0]
     assert 0 < soft[20, 10] < 1 and soft[20, 20] > 0.99 and soft[0, 0] < 0.01
+
+
+def test_face_masks_per_frame(analysis):
+    frames = np.stack([_image(BIG), _image()])
+    boxes = faces.face_masks(analysis, frames, "boxes")
+    np.testing.assert_array_equal(boxes.masks[0], faces.box_mask(640, 480, analysis.detect(frames[0])))
+    assert boxes.faceless == [1] and boxes.masks[1].min() == 1 and boxes.masks.dtype == np.float32
+    hull = faces.face_masks(analysis, frames, "landmark_hull", 4, 2)
+    outline = faces.hull_mask(640, 480, [faces.face_outline_points(f) for f in analysis.detect(frames[0])])
+    np.testing.assert_array_equal(hull.masks, faces.feather(faces.grow(np.stack([outline, outline * 0]), 4), 2))
+    with pytest.raises(InputError, match="mode"):
+        faces.face_masks(analysis, frames, "ellipse")
+    with pytest.raises(InputError, match="pose_keypoint"):
+        faces.face_masks(analysis, frames, "landmark_hull", pose_keypoint=[{"people": [], "canvas_width": 640,
+                                                                              "canvas_height": 480}])
+
+
+def test_largest_face_embeddings_are_zeros_where_no_face_is_found(analysis):
+    frames = np.stack([_image(BIG, SMALL), _image()])
+    result = faces.largest_face_embeddings(analysis, frames)
+    assert result.vectors.shape == (2, faces.EMBEDDING_SIZE) and result.vectors.dtype == np.float32
+    np.testing.assert_array_equal(result.vectors[0], analysis.largest_face_embedding(frames[0]))
+    assert result.faceless == [1] and not result.vectors[1].any()
 
 
 def test_missing_or_incomplete_packs_are_clear(tmp_path):

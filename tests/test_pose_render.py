@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from comfyui_animate_suite.core.errors import InputError
 from comfyui_animate_suite.pose import render
 from comfyui_animate_suite.pose.keypoints import FramePose
 
@@ -105,3 +106,14 @@ def test_hand_edge_colours_follow_matplotlib_hsv():
     # hsv_to_rgb(1/20) computes t = 1 - (1 - 0.3) = 0.30000000000000004, so 255 * t rounds up to 77
     assert tuple(render.HAND_EDGE_COLORS[1] * 255) == pytest.approx((255.0, 76.50000000000001, 0.0))
     assert len(render.HAND_EDGE_COLORS) == 20
+
+
+def test_a_sequence_comes_out_at_the_first_frames_size():
+    frames = [_pose(), _pose(width=320, height=480), FramePose(640, 480)]
+    images = render.render_frames(frames, "controlnet_aux")
+    assert images.shape == (3,) + render.render(frames[0], "controlnet_aux").shape
+    assert np.array_equal(images[0], render.render(frames[0], "controlnet_aux")) and not images[2].any()
+    sized = render.render_extraction(frames, 640, 480, "stableanimator", 320, 0)
+    assert sized.shape == (3, 240, 320, 3)
+    with pytest.raises(InputError, match="convention"):
+        render.render_frames(frames, "openpose")

@@ -58,6 +58,21 @@ def test_png_sequence_and_frame_folder_round_trip(tmp_path):
     assert np.array_equal(frames, clip) and fps == 12
 
 
+def test_write_frames_picks_the_format_by_suffix(tmp_path):
+    clip = moving_square(frames=3)
+    for name, header in (("a.gif", b"GIF8"), ("a.webp", b"RIFF"), ("a.MOV", None), ("a.mp4", None)):
+        assert video.write_frames(clip, tmp_path / name, 10.0) == [tmp_path / name]
+        if header:
+            assert (tmp_path / name).read_bytes()[:4] == header
+        else:
+            assert b"ftyp" in (tmp_path / name).read_bytes()[:16]
+    written = video.write_frames(clip, tmp_path / "frames", 10.0, png_stem="f")
+    assert [p.name for p in written] == ["f_00000.png", "f_00001.png", "f_00002.png"]
+    assert np.array_equal(video.read_frames(tmp_path / "frames", video.DecodeOptions())[0], clip)
+    video.write_frames(clip, tmp_path / "lossless.webp", 10.0, webp_quality=100)
+    assert np.array_equal(video.read_frames(tmp_path / "lossless.webp", video.DecodeOptions())[0], clip)
+
+
 def test_frame_folder_is_read_in_natural_order(tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()
@@ -103,6 +118,16 @@ def test_resize_modes(mode):
         assert out[0, :5].max() == 0 and out[0, 10, 10].min() == pytest.approx(1.0)
     else:
         assert out[0, 10, 10].min() == pytest.approx(1.0) and out[0, 10, 0].max() == 0
+
+
+def test_frame_resizer_follows_the_aspect_for_a_missing_side():
+    frame = moving_square(frames=1)[0]  # 64 x 48
+    assert image_ops.frame_resizer(0, 0, "crop") is None
+    assert image_ops.frame_resizer(32, 0, "crop")(frame).shape == (24, 32, 3)
+    assert image_ops.frame_resizer(0, 96, "pad")(frame).shape == (96, 128, 3)
+    stretched = image_ops.frame_resizer(20, 20, "stretch")(frame)
+    expected = image_ops.to_uint8(image_ops.resize_batch(image_ops.from_uint8(frame), 20, 20, "stretch"))[0]
+    assert stretched.dtype == np.uint8 and np.array_equal(stretched, expected)
 
 
 def test_image_batch_checks():

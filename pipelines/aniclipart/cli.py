@@ -205,30 +205,24 @@ def write_outputs(animation, out: Path, size, background, ctx) -> list[Path]:
         return [out]
     rgba = background is None and suffix in ("", ".gif", ".webp")
     frames = render_animation(animation, size, None if rgba else background, ctx)
-    if suffix == "":
+    if suffix == "" and rgba:
         out.mkdir(parents=True, exist_ok=True)
-        written = video.write_png_sequence(to_uint8(_flatten(frames)), out, "frame") if not rgba else \
-            _write_rgba_pngs(frames, out)
+        written = _write_rgba_pngs(frames, out)
+    else:
+        written = video.write_frames(to_uint8(_flatten(frames)), out, animation.fps)
+    if suffix == "":
         for index, text in enumerate(frame_svgs(animation, size)):
             path = out / f"frame_{index:05d}.svg"
             path.write_text(text, encoding="utf-8")
             written.append(path)
-        return written
-    pixels = to_uint8(_flatten(frames))
-    if suffix == ".gif":
-        video.write_gif(pixels, out, animation.fps)
-    elif suffix == ".webp":
-        video.write_webp(pixels, out, animation.fps)
-    else:
-        video.write_video(pixels, out, animation.fps)
-    return [out]
+    return written
 
 
 def _flatten(frames):
     # Transparent GIF/WebP are not supported by the shared writers: composite RGBA on white.
-    if frames.shape[-1] == 4:
-        return frames[..., :3] * frames[..., 3:] + (1 - frames[..., 3:])
-    return frames
+    from ...svg.animate import on_background
+
+    return on_background(frames, (1.0, 1.0, 1.0)) if frames.shape[-1] == 4 else frames
 
 
 def _write_rgba_pngs(frames, folder: Path) -> list[Path]:

@@ -10,8 +10,6 @@ import argparse
 import sys
 from pathlib import Path
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv")
-
 
 def register(subparsers) -> None:
     from ...core.cli_args import add_models_dir_argument
@@ -64,17 +62,8 @@ def _write(frames, path: Path, fps: float) -> None:
     from ...core import video
     from ...core.images import to_uint8
 
-    pixels = to_uint8(frames)
-    suffix = path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix in VIDEO_SUFFIXES:
-        video.write_video(pixels, path, fps, quality=85)
-    elif suffix == ".gif":
-        video.write_gif(pixels, path, fps)
-    elif suffix == ".webp":
-        video.write_webp(pixels, path, fps)
-    else:
-        video.write_png_sequence(pixels, path, "frame")
+    video.write_frames(to_uint8(frames), path, fps, video_quality=85)
 
 
 def _progress(step: int, total: int, preview=None) -> None:
