@@ -29,7 +29,7 @@ import torch
 from ...core.context import RunContext
 from ...core.errors import InputError
 from ...core.frame_windows import uniform_windows
-from ...core.images import check_image_batch, to_uint8
+from ...core.images import CLIP_MEAN, CLIP_STD, check_image_batch, to_uint8
 from ...core.latent_preview import latent_preview
 from .loading import AnimateAnyoneModels
 from .reference_attention import reading_reference, record_reference_features
@@ -38,8 +38,6 @@ from .settings import FITS, AnimateAnyoneSettings
 LATENT_SCALE = 0.18215
 VAE_FACTOR = 8
 CLIP_SIZE = 224
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 POSE_BATCH = 8
 
 
