@@ -16,6 +16,9 @@ from .errors import InputError
 
 RESIZE_MODES = ("crop", "pad", "stretch")
 MAX_SIDE = 8192
+# The normalisation of OpenAI CLIP image encoders (and of the image encoders trained from them).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def check_image_batch(images: torch.Tensor, input_name: str = "images", allow_empty: bool = False) -> torch.Tensor:

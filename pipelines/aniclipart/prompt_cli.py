@@ -7,14 +7,11 @@ arguments with ``add_prompt_arguments(parser)`` and, when ``--prompt`` is given,
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
 def add_prompt_arguments(parser) -> None:
-    from ...core.cli_args import add_models_dir_argument
+    from ...core.cli_args import PRECISIONS, add_models_dir_argument
     from .text_guided import PRESETS
 
     group = parser.add_argument_group("text-guided motion (AniClipart SDS with text-to-video-ms-1.7b)")
@@ -31,16 +28,6 @@ def add_prompt_arguments(parser) -> None:
                        help="auto: fp16 on a GPU as AniClipart, fp32 on CPU")
 
 
-def _device_and_dtype(args):
-    import torch
-
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    named = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    if args.precision in named:
-        return device, named[args.precision]
-    return device, torch.float16 if device.type == "cuda" else torch.float32
-
-
 def prior_folder(args) -> Path:
     """``--t2v-model``, or the registered text-to-video-ms-1.7b folder under the models directory."""
     if args.t2v_model is not None:
@@ -51,29 +38,22 @@ def prior_folder(args) -> Path:
     return model_registry.require(model_registry.MODELSCOPE_T2V, "diffusers", locator_from_args(args))
 
 
-class _PrintProgress:
-    def __init__(self, every: int = 10):
-        self.every = every
-
-    def __call__(self, step: int, total: int, preview=None) -> None:
-        if step == total or step % self.every == 0:
-            print(f"text-guided motion: step {step}/{total}", file=sys.stderr, flush=True)
-
-
 def run_prompt(args, clipart):
     """Load the prior and optimise the motion of ``clipart`` for ``args.prompt``: a ``ClipartAnimation``.
 
     Uses the ``clipart`` command's ``--seed``, ``--frames`` (default: the preset's), ``--fps`` (default 8,
     as AniClipart), ``--free-start`` and ``--device`` (default: cuda when available).
     """
+    from ...core.cli_args import choose_device, choose_precision, progress_printer
     from ...core.context import RunContext
     from .loading import load_t2v_prior
     from .text_guided import FPS, animate_clipart, settings_for
 
-    device, dtype = _device_and_dtype(args)
+    device = choose_device(args.device)
+    _, dtype = choose_precision(args.precision, device)
     prior = load_t2v_prior(prior_folder(args), dtype)
     settings = settings_for(args.preset, iterations=args.iterations, guidance_scale=args.guidance,
                             num_frames=args.frames, fix_start_points=not args.free_start)
-    ctx = RunContext(device=device, dtype=dtype, progress=_PrintProgress())
+    ctx = RunContext(device=device, dtype=dtype, progress=progress_printer("text-guided motion: step ", every=10))
     animation, _ = animate_clipart(clipart, prior, args.prompt, settings, args.seed, FPS if args.fps is None else args.fps, ctx)
     return animation

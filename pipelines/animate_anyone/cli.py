@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from ...core.cli_args import add_models_dir_argument
+    from ...core.cli_args import PRECISIONS, add_models_dir_argument
     from .settings import FITS, AnimateAnyoneSettings
 
     defaults = AnimateAnyoneSettings()
@@ -39,7 +39,7 @@ def register(subparsers) -> None:
     parser.add_argument("--fit", choices=FITS, default=defaults.fit)
     parser.add_argument("--fps", type=float, default=0.0, help="output fps (0: the pose video's)")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto: fp16 on CUDA, fp32 on CPU")
     parser.set_defaults(run=run)
 
@@ -66,13 +66,10 @@ def _write(frames, path: Path, fps: float) -> None:
     video.write_frames(to_uint8(frames), path, fps, video_quality=85)
 
 
-def _progress(step: int, total: int, preview=None) -> None:
-    print(f"\r  {step}/{total}", end="\n" if step == total else "", file=sys.stderr, flush=True)
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ...core.cli_args import choose_device, choose_precision, progress_printer
     from ...core.context import MoveToDeviceStager, RunContext
     from ...core.errors import InputError
     from ...core.images import from_uint8, open_image
@@ -81,9 +78,8 @@ def run(args: argparse.Namespace) -> int:
     from .pipeline import animate, check_memory, checked_settings
     from .settings import AnimateAnyoneSettings
 
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
-    precision = args.precision if args.precision != "auto" else ("fp16" if device.type == "cuda" else "fp32")
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    device = choose_device(args.device)
+    precision, dtype = choose_precision(args.precision, device)
     if not args.reference.is_file():
         raise InputError("reference", f"'{args.reference}' is not a file.", "an image file")
     reference = open_image(args.reference, "reference")
@@ -94,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"loading models ({precision} on {device})", file=sys.stderr)
     models = load_models(_files(args), dtype)
     offload = torch.device("cpu") if device.type != "cpu" else None
-    context = RunContext(device=device, dtype=dtype, stager=MoveToDeviceStager(device, offload), progress=_progress)
+    context = RunContext(device=device, dtype=dtype, stager=MoveToDeviceStager(device, offload), progress=progress_printer("  "))
     print(f"animating {len(poses)} frames at {args.width}x{args.height}", file=sys.stderr)
     result = animate(models, reference, from_uint8(poses), settings, context)
     _write(result.frames, args.output, args.fps or pose_fps)

@@ -28,7 +28,7 @@ import torch
 from ...core.context import RunContext
 from ...core.errors import InputError
 from ...core.frame_windows import UNIFORM, WindowBlend
-from ...core.images import check_image_batch, to_uint8
+from ...core.images import CLIP_MEAN, CLIP_STD, check_image_batch, to_uint8
 from ...core.latent_preview import latent_preview
 from .. import sd_vae
 from .loading import AnimateAnyoneModels
@@ -37,8 +37,6 @@ from .settings import FITS, AnimateAnyoneSettings
 
 VAE_FACTOR = 8
 CLIP_SIZE = 224
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 POSE_BATCH = 8
 
 

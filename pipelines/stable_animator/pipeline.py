@@ -8,7 +8,8 @@ of Francis-Rings/StableAnimator, with these differences, all on inputs where the
 - decoding halves ``decode_chunk_size`` after a GPU out-of-memory (the reference stops).
 
 The SVD stages (CLIP and VAE encoding, time ids, guidance, the v-prediction Euler step, decoding) are
-SVD's own (``pipelines/svd/stages.py``).
+SVD's own (``pipelines/svd/stages.py``), and so is the sampling loop (``pipelines/svd/samplers.py``, Euler over
+the sigmas of diffusers' ``EulerDiscreteScheduler``): this module's ``_TiledDenoiser`` is one step's work.
 
 Inputs are ComfyUI-style tensors: IMAGE ``[N, H, W, 3]`` in 0..1 and MASK ``[N, H, W]``.
 - ``reference``: the person, any size. Its CLIP embedding is taken from it as it is; the VAE latent
@@ -31,9 +32,8 @@ import torch
 from ...core import images as image_ops
 from ...core.context import RunContext
 from ...core.errors import InputError
-from ...core.frame_windows import FRAME_TILES, tile_length
-from ...core.latent_preview import latent_preview
-from ..svd import stages
+from ...core.frame_windows import FRAME_TILES, WindowBlend, tile_length
+from ..svd import samplers, stages
 from . import hjb
 from .hjb import FaceOptimization
 from .loading import StableAnimatorModels
@@ -189,8 +189,8 @@ def _mask_batch(mask, input_name: str) -> torch.Tensor:
 def _encoder_states(models: StableAnimatorModels, reference, face_embedding, ctx: RunContext):
     """(uncond, cond) encoder hidden states [1, 1 + 4, D]: CLIP token then face tokens; uncond is zeros."""
     ctx.stage(models.image_encoder, models.face_encoder)
-    clip = stages.clip_image_embedding(models.image_encoder, reference * 2.0 - 1.0, CLIP_SIZE, stages.CLIP_MEAN,
-                                       stages.CLIP_STD, ctx, ctx.dtype)
+    clip = stages.clip_image_embedding(models.image_encoder, reference * 2.0 - 1.0, CLIP_SIZE, image_ops.CLIP_MEAN,
+                                       image_ops.CLIP_STD, ctx, ctx.dtype)
     face_tokens = models.face_encoder(face_embedding.to(ctx.device, clip.dtype), clip)
     cond = torch.cat([clip, face_tokens], dim=1)
     return torch.zeros_like(cond), cond
@@ -261,65 +261,102 @@ def animate(models: StableAnimatorModels, inputs: AnimationInputs, settings: Ani
 
 
 def _denoise(models, poses, image_latents, states, noise, tiles, settings, face_optimization, face_loss,
-             ctx: RunContext, progress: _Progress, warnings: list[str]) -> torch.Tensor:
+             ctx: RunContext, progress: _Progress, warnings: list[str]) -> tuple[torch.Tensor, int]:
     """Tiled, guided Euler sampling; returns the final latents [1, F, 4, h, w] and how many steps HJB refined."""
     from diffusers import EulerDiscreteScheduler
 
     num_frames = poses.shape[0]
-    uncond_states, cond_states = states
-    image_latents = image_latents.unsqueeze(1).repeat(1, num_frames, 1, 1, 1)
-    time_ids = stages.time_ids(settings.fps, settings.motion_bucket_id, settings.noise_aug_strength, ctx.dtype, ctx.device)
     scheduler = EulerDiscreteScheduler.from_config(models.scheduler_config)
     scheduler.set_timesteps(settings.steps, device=ctx.device)
-    sigmas = scheduler.sigmas
     latents = noise.to(ctx.device, ctx.dtype) * scheduler.init_noise_sigma
     latents = latents.repeat(1, num_frames // noise.shape[1] + 1, 1, 1, 1)[:, :num_frames]
     guidance = stages.frame_guidance(settings.min_guidance_scale, settings.max_guidance_scale, num_frames)
-    guidance = guidance.to(ctx.device, latents.dtype).view(1, -1, 1, 1, 1)
-    with_uncond = bool((guidance != 1.0).any())  # exactly 1 everywhere is the conditional prediction alone
-    poses = (poses * 2.0 - 1.0).to(ctx.device, ctx.dtype)
-    weights = FRAME_TILES.weights(tiles[0], num_frames, settings.tile_overlap).to(ctx.device)[:, None, None, None]
-    unet_memory = stages.unet_memory(len(tiles[0]), latents.shape[-2:], ctx.dtype)
-    refined_steps = 0
+    refinement = _FaceRefinement(models, face_loss, face_optimization, settings, ctx, progress, warnings)
+    denoiser = _TiledDenoiser(models, (poses * 2.0 - 1.0).to(ctx.device, ctx.dtype), image_latents, states,
+                              scheduler.timesteps, guidance.to(ctx.device, latents.dtype), tiles, settings, refinement,
+                              ctx, progress)
+    reporter = samplers.step_reporter(ctx, lambda index: (progress.done, progress.total))
+    latents = samplers.sample("euler", denoiser, latents, scheduler.sigmas, callback=reporter)
+    return latents, refinement.refined_steps
 
-    for i, t in enumerate(scheduler.timesteps):
-        ctx.stage(models.unet, models.pose_net, memory_required=unet_memory)
-        sigma = sigmas[i]
-        scaled = stages.scale_model_input(latents, sigma)
-        cond_input = torch.cat([scaled, image_latents], dim=2)
-        uncond_input = torch.cat([scaled, torch.zeros_like(image_latents)], dim=2)
-        cond_sum, uncond_sum = torch.zeros_like(latents), torch.zeros_like(latents)
-        weight_sum = latents.new_zeros((num_frames,))
-        for tile in tiles:
-            ctx.check_interrupt()
-            pose_latents = models.pose_net(poses[tile])
-            if with_uncond:  # the unconditional pass has neither pose nor face, CLIP or image latents
-                uncond_sum[:, tile] += models.unet(uncond_input[:, tile], t, uncond_states, time_ids,
-                                                   return_dict=False)[0] * weights
-            cond_sum[:, tile] += models.unet(cond_input[:, tile], t, cond_states, time_ids, pose_latents,
-                                             return_dict=False)[0] * weights
-            weight_sum[tile] += weights.flatten()
-            progress.advance()
-        noise_pred = cond_sum.div_(weight_sum[:, None, None, None])
-        if with_uncond:
-            uncond_pred = uncond_sum.div_(weight_sum[:, None, None, None])
-            noise_pred = stages.guided(uncond_pred, noise_pred, guidance)
 
-        sample = latents.to(torch.float32)
-        x0 = stages.v_prediction_x0(noise_pred, sample, sigma)
-        if face_optimization.refines(i):
-            refined = _refine(models, x0, face_loss, face_optimization.step_learning_rate(i, settings.steps),
-                              face_optimization.iterations, settings.decode_chunk_size, ctx, progress)
-            if refined is None:
-                _warn(warnings, f"face optimisation (HJB) ran out of GPU memory at step {i} and is off from here on; "
-                                "lower decode_chunk_size or the resolution to keep it, or turn it off")
-                progress.total -= sum(face_optimization.refines(j) for j in range(i, settings.steps)) * face_optimization.iterations
-                face_optimization = FaceOptimization(enabled=False)
-            else:
-                x0, refined_steps = refined, refined_steps + 1
-        latents = stages.euler_step(sample, x0, sigma, sigmas[i + 1]).to(noise_pred.dtype)
-        ctx.report(progress.done, progress.total, lambda: latent_preview(x0, frame_dim=1))
-    return latents, refined_steps
+class _TiledDenoiser:
+    """StableAnimator's pose net and UNet as a denoiser ``x0 = D(x, sigma)`` for the SVD samplers (Euler).
+
+    One call is one step: the UNet predicts v for every frame tile (``FRAME_TILES``), the conditional and the
+    unconditional predictions are each blended in a ``WindowBlend`` and then guided; x0 (float32) is then
+    refined against the face loss on the steps face optimisation asks for. ``x`` stays in the compute dtype.
+    """
+
+    def __init__(self, models, poses, image_latents, states, timesteps, guidance, tiles, settings,
+                 refinement: "_FaceRefinement", ctx: RunContext, progress: _Progress):
+        num_frames = poses.shape[0]
+        self.models, self.poses, self.tiles, self.ctx, self.progress = models, poses, tiles, ctx, progress
+        self.image_latents = image_latents.unsqueeze(1).repeat(1, num_frames, 1, 1, 1)
+        self.uncond_states, self.cond_states = states
+        self.timesteps = timesteps  # the scheduler's, one per step
+        self.time_ids = stages.time_ids(settings.fps, settings.motion_bucket_id, settings.noise_aug_strength,
+                                        ctx.dtype, ctx.device)
+        self.guidance = guidance.view(1, -1, 1, 1, 1)
+        self.with_uncond = bool((guidance != 1.0).any())  # exactly 1 everywhere is the conditional prediction alone
+        self.weights = FRAME_TILES.weights(tiles[0], num_frames, settings.tile_overlap)
+        latent_hw = (settings.height // VAE_DOWNSCALE, settings.width // VAE_DOWNSCALE)
+        self.unet_memory = stages.unet_memory(len(tiles[0]), latent_hw, ctx.dtype)
+        self.refinement = refinement
+        self.step = 0  # the Euler sampler calls the denoiser once per step
+
+    def __call__(self, latents: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        self.ctx.stage(self.models.unet, self.models.pose_net, memory_required=self.unet_memory)
+        v = self._predict(stages.scale_model_input(latents, sigma), self.timesteps[self.step])
+        x0 = stages.v_prediction_x0(v, latents.to(torch.float32), sigma)
+        x0 = self.refinement(self.step, x0)
+        self.step += 1
+        return x0
+
+    def _predict(self, scaled: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        models = self.models
+        cond_input = torch.cat([scaled, self.image_latents], dim=2)
+        uncond_input = torch.cat([scaled, torch.zeros_like(self.image_latents)], dim=2)
+        cond, uncond = WindowBlend(scaled, frame_dim=1), WindowBlend(scaled, frame_dim=1)
+        for tile in self.tiles:
+            self.ctx.check_interrupt()
+            pose_latents = models.pose_net(self.poses[tile])
+            if self.with_uncond:  # the unconditional pass has neither pose nor face, CLIP or image latents
+                uncond.add(tile, models.unet(uncond_input[:, tile], timestep, self.uncond_states, self.time_ids,
+                                             return_dict=False)[0], self.weights)
+            cond.add(tile, models.unet(cond_input[:, tile], timestep, self.cond_states, self.time_ids, pose_latents,
+                                       return_dict=False)[0], self.weights)
+            self.progress.advance()
+        v = cond.average()
+        if self.with_uncond:
+            v = stages.guided(uncond.average(), v, self.guidance)
+        return v
+
+
+class _FaceRefinement:
+    """x0 refined by HJB on the steps face optimisation asks for; off (with a warning) after a GPU out-of-memory."""
+
+    def __init__(self, models, face_loss, face_optimization: FaceOptimization, settings: AnimationSettings,
+                 ctx: RunContext, progress: _Progress, warnings: list[str]):
+        self.models, self.face_loss, self.face_optimization = models, face_loss, face_optimization
+        self.steps, self.chunk_size = settings.steps, settings.decode_chunk_size
+        self.ctx, self.progress, self.warnings = ctx, progress, warnings
+        self.refined_steps = 0
+
+    def __call__(self, step: int, x0: torch.Tensor) -> torch.Tensor:
+        optimization = self.face_optimization
+        if not optimization.refines(step):
+            return x0
+        refined = _refine(self.models, x0, self.face_loss, optimization.step_learning_rate(step, self.steps),
+                          optimization.iterations, self.chunk_size, self.ctx, self.progress)
+        if refined is None:
+            _warn(self.warnings, f"face optimisation (HJB) ran out of GPU memory at step {step} and is off from here on; "
+                                 "lower decode_chunk_size or the resolution to keep it, or turn it off")
+            self.progress.total -= sum(optimization.refines(j) for j in range(step, self.steps)) * optimization.iterations
+            self.face_optimization = FaceOptimization(enabled=False)
+            return x0
+        self.refined_steps += 1
+        return refined
 
 
 def _refine(models, x0, face_loss, learning_rate, iterations, chunk_size, ctx: RunContext, progress: _Progress):
@@ -332,16 +369,11 @@ def _refine(models, x0, face_loss, learning_rate, iterations, chunk_size, ctx: R
         log.debug("StableAnimator face optimisation: iteration %d, face loss %.5f", iteration, loss_value)
         progress.advance()
 
-    out_of_memory = False
-    try:
+    def optimise():
         with hjb.autograd_enabled(models.vae, models.face_embedder):
             return hjb.refine_x0(x0, face_loss.backward, learning_rate, iterations, on_iteration)
-    except torch.cuda.OutOfMemoryError:
-        out_of_memory = True
-    if out_of_memory:  # outside the except block, so the failed attempt's tensors are already released
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    return None
+
+    return stages.none_if_out_of_memory(optimise)
 
 
 def _decode(vae, latents, chunk_size, ctx: RunContext, progress: _Progress) -> torch.Tensor:

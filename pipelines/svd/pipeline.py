@@ -28,7 +28,6 @@ from ...core import images as image_ops
 from ...core.context import RunContext
 from ...core.errors import InputError
 from ...core.frame_windows import OVERLAPPING, WindowBlend
-from ...core.latent_preview import latent_preview
 from . import samplers, stages
 from .loading import SVDComponents
 
@@ -212,12 +211,8 @@ def sample_latents(unet, embeds, image_latents, settings: SVDSettings, scheduler
                                settings.context_overlap, ctx)
     frames_per_call = len(windows[0]) * (2 if guidance is not None and denoiser.batched else 1)
     ctx.stage(unet, memory_required=stages.unet_memory(frames_per_call, (h, w), stages.module_dtype(unet)))
-
-    def on_step(index, x, denoised):
-        ctx.check_interrupt()
-        ctx.report(index + 1, settings.steps, lambda: latent_preview(denoised, frame_dim=1))
-
-    return samplers.sample(settings.sampler, denoiser, latents, sigmas, generator, on_step)
+    reporter = samplers.step_reporter(ctx, lambda index: (index + 1, settings.steps))
+    return samplers.sample(settings.sampler, denoiser, latents, sigmas, generator, reporter)
 
 
 # ----------------------------------------------------------------------------- decoding

@@ -6,6 +6,11 @@ step (same float32 sigmas, same arithmetic), so SVD with it matches ``StableVide
 ``euler_ancestral`` adds fresh noise each step (more variation, never converges to one answer);
 ``dpmpp_2m`` is a second-order multistep solver that gets closer to the exact ODE solution in the
 same number of steps.
+
+SVD and StableAnimator both sample here, each with its own denoiser (SVD: ``_GuidedDenoiser``, windows
+blended after guidance; StableAnimator: ``_TiledDenoiser``, frame tiles blended before guidance, then face
+optimisation of x0) and ``step_reporter`` for interruption, progress and previews after each step. ``euler``
+keeps ``x`` in the dtype it comes in (StableAnimator's compute dtype) and steps in float32.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
+from ...core.context import RunContext
 from ...core.errors import InputError
+from ...core.latent_preview import latent_preview
 from .stages import euler_step
 
 SAMPLERS = ("euler", "euler_ancestral", "dpmpp_2m")
@@ -49,7 +56,7 @@ def _euler(denoise, x, sigmas, generator, callback):
     for i in range(len(sigmas) - 1):
         sigma = sigmas[i]
         denoised = denoise(x, sigma)
-        x = euler_step(x, denoised, sigma, sigmas[i + 1])
+        x = euler_step(x.to(torch.float32), denoised, sigma, sigmas[i + 1]).to(x.dtype)
         callback(i, x, denoised)
     return x
 
@@ -99,3 +106,15 @@ def sample(name: str, denoise: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
     if name not in _IMPLEMENTATIONS:
         raise InputError("sampler", f"'{name}' is unknown", "one of " + ", ".join(SAMPLERS))
     return _IMPLEMENTATIONS[name](denoise, x, sigmas, generator, callback or (lambda *args: None))
+
+
+def step_reporter(ctx: RunContext, position: Callable[[int], tuple[int, int]]) -> StepCallback:
+    """A step callback: checks for interruption, then reports ``position(step index)`` = (done, total) to
+    ``ctx`` with the step's x0 estimate (frames on dim 1) as the preview."""
+
+    def on_step(index: int, x: torch.Tensor, denoised: torch.Tensor) -> None:
+        ctx.check_interrupt()
+        done, total = position(index)
+        ctx.report(done, total, lambda: latent_preview(denoised, frame_dim=1))
+
+    return on_step

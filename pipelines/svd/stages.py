@@ -8,25 +8,24 @@
    rising linearly from the first frame to the last (``frame_guidance``, ``guided``), v-prediction with
    EDM preconditioning (``scale_model_input``, ``v_prediction_x0``) and the Euler step (``euler_step``);
 4. decoding ``decode_chunk_size`` frames at a time, halving the chunk after a GPU out-of-memory
-   (``decode_frames``).
+   (``decode_frames``; ``none_if_out_of_memory`` is the retry StableAnimator's face optimisation uses too).
 
-Memory estimates (``unet_memory``, ``vae_memory``) are ComfyUI's own for SVD. Previews come from
-``core.latent_preview``. What differs between the methods (windows or tiles, sigmas, pose and face
-conditioning, how latents are unscaled) stays in each method's pipeline.
+Memory estimates (``unet_memory``, ``vae_memory``) are ComfyUI's own for SVD. The sampling loop itself (steps,
+progress, interruption, previews) is ``samplers.py``. What differs between the methods (each one's denoiser:
+windows or tiles, pose and face conditioning; sigmas; how latents are unscaled) stays in each method's pipeline.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
 import torch
 import torch.nn.functional as F
 
 from ...core.context import RunContext
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+T = TypeVar("T")
 
 
 def module_dtype(module: torch.nn.Module) -> torch.dtype:
@@ -146,16 +145,24 @@ def decode_frames(vae, latents: torch.Tensor, chunk_size: int, ctx: RunContext,
     (default: ``ctx.report``).
     """
     report = report or ctx.report
-    while True:
-        try:
-            return _decode_chunks(vae, latents, chunk_size, ctx, report)
-        except torch.cuda.OutOfMemoryError:
-            if chunk_size == 1:
-                raise
-        # Retried outside the except block so the failed chunk's tensors are freed first.
-        chunk_size = max(1, chunk_size // 2)
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+    while chunk_size > 1:
+        frames = none_if_out_of_memory(lambda: _decode_chunks(vae, latents, chunk_size, ctx, report))
+        if frames is not None:
+            return frames
+        chunk_size //= 2
+    return _decode_chunks(vae, latents, chunk_size, ctx, report)  # one frame at a time: nothing smaller to retry
+
+
+def none_if_out_of_memory(attempt: Callable[[], T]) -> T | None:
+    """``attempt()``, or None after a GPU out-of-memory, with the CUDA cache emptied for whatever runs next."""
+    try:
+        return attempt()
+    except torch.cuda.OutOfMemoryError:
+        pass
+    # Emptied outside the except block, once the failed attempt's tensors (held by the traceback) are released.
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return None
 
 
 def _decode_chunks(vae, latents: torch.Tensor, chunk_size: int, ctx: RunContext, report) -> torch.Tensor:

@@ -19,11 +19,9 @@ import numpy as np
 import torch
 
 from ...core.errors import AnimateSuiteError, InputError
-from ...core.images import resize_batch
+from ...core.images import CLIP_MEAN, CLIP_STD, resize_batch
 from ...core import video
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
