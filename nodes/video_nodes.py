@@ -30,8 +30,8 @@ def save_frames(images, fps: float, filename_prefix: str, fmt: str, loop: int, q
     height, width = frames.shape[1:3]
     folder, stem, counter, subfolder = comfy_bridge.output_location(filename_prefix, width, height)
     name = comfy_bridge.unused_name(folder, stem, counter, "" if fmt == "png" else f".{fmt}")
-    paths = video_io.write_frames(frames, Path(folder) / name, fps, loop, quality, quality,
-                                  comfy_bridge.file_metadata(prompt, extra_pnginfo), png_stem=stem)
+    paths = video_io.write_frames(frames, Path(folder) / name, fps, loop, webp_quality=quality, video_quality=quality,
+                                  metadata=comfy_bridge.file_metadata(prompt, extra_pnginfo), png_stem=stem)
     if fmt == "png":  # a folder of frames
         return [comfy_bridge.output_entry(path.name, os.path.join(subfolder, name)) for path in paths]
     return [comfy_bridge.output_entry(name, subfolder)]
