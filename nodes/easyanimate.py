@@ -157,7 +157,8 @@ class AnimateSuiteEasyAnimateSampler(io.ComfyNode):
                 io.String.Input("prompt", multiline=True, default="A snowy forest landscape with a dirt road running through it.",
                                 tooltip="What the video shows."),
                 io.String.Input("negative_prompt", multiline=True, default=ea_pipeline.V1_NEGATIVE_PROMPT,
-                                tooltip="What to steer away from (EasyAnimate v1's default)."),
+                                tooltip="What to steer away from. The default is EasyAnimate v1's; v5.1's own is: "
+                                f"{ea_pipeline.V51_NEGATIVE_PROMPT}"),
                 io.Int.Input("width", default=ea_pipeline.V1_SIZE, min=32, max=2048, step=32,
                              tooltip="Video width: a multiple of 32 for v1 (its 2x2 motion-module grid), 16 for v5.1."),
                 io.Int.Input("height", default=ea_pipeline.V1_SIZE, min=32, max=2048, step=32,

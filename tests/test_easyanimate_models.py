@@ -165,3 +165,21 @@ def test_forward_works_when_comfyui_leaves_non_leaf_tensors_on_the_offload_devic
     out = model(latents, torch.tensor([999, 999], device=meta), torch.zeros(2, 6, 32, device=meta),
                 torch.ones(2, 6, dtype=torch.long, device=meta))
     assert out.shape == (2, 8, 2, 8, 8) and out.device == meta
+
+
+def test_v1_defaults_to_its_own_negative_prompt(tmp_path, monkeypatch):
+    from comfyui_animate_suite.core.context import RunContext
+    from comfyui_animate_suite.pipelines.easyanimate import pipeline
+
+    encoded = []
+
+    def stop_after_encoding(tokenizer, text_encoder, prompts, ctx):
+        encoded.append(prompts)
+        raise InterruptedError
+
+    monkeypatch.setattr(pipeline, "encode_t5", stop_after_encoding)
+    files = tiny.write_v1(tmp_path)
+    model = loading.load_v1(files.base, files.motion_module, torch.float32)
+    with pytest.raises(InterruptedError):
+        pipeline.generate_v1(model, VideoRequest(prompt="x", width=64, height=64, frames=2, steps=1), RunContext())
+    assert encoded == [[pipeline.V1_NEGATIVE_PROMPT, "x"]]

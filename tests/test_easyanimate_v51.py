@@ -67,3 +67,18 @@ def test_folders_of_the_other_version_are_refused_clearly(folder, tmp_path):
     v1 = tiny.write_v1(tmp_path)
     with pytest.raises(CheckpointError, match="not a text-to-video EasyAnimatePipeline"):
         loading.load_v51(v1.base, torch.float32)
+
+
+def test_v51_defaults_to_its_own_negative_prompt_and_takes_any_other(folder, monkeypatch):
+    encoded = []
+
+    def stop_after_encoding(tokenizer, text_encoder, prompts, ctx):
+        encoded.append(prompts)
+        raise InterruptedError
+
+    monkeypatch.setattr(pipeline, "encode_qwen", stop_after_encoding)
+    model = loading.load_v51(folder, torch.float32)
+    for negative in (None, "", "blurry"):
+        with pytest.raises(InterruptedError):
+            pipeline.generate_v51(model, _request(negative_prompt=negative), RunContext())
+    assert [prompts[0] for prompts in encoded] == [pipeline.V51_NEGATIVE_PROMPT, "", "blurry"]

@@ -39,7 +39,7 @@ V51_SIZE_MULTIPLE = 16
 @dataclass
 class VideoRequest:
     prompt: str
-    negative_prompt: str = V1_NEGATIVE_PROMPT
+    negative_prompt: str | None = None  # None: the version's own default (V1_/V51_NEGATIVE_PROMPT)
     width: int = V1_SIZE
     height: int = V1_SIZE
     frames: int = V1_FRAMES
@@ -72,6 +72,10 @@ def check_request(request: VideoRequest, size_multiple: int, max_frames: int) ->
         raise InputError("guidance", f"is {request.guidance}.", "0 or more (1 turns guidance off)")
     if not 0 <= request.seed < 2**64:
         raise InputError("seed", f"{request.seed} is out of range.", "0 to 2^64-1")
+
+
+def _negative_prompt(request: VideoRequest, version_default: str) -> str:
+    return version_default if request.negative_prompt is None else request.negative_prompt
 
 
 def initial_noise(shape: tuple[int, ...], seed: int) -> tuple[torch.Tensor, torch.Generator]:
@@ -139,7 +143,7 @@ def generate_v1(model: EasyAnimateV1, request: VideoRequest, ctx: RunContext,
     guided = request.guidance > 1.0
 
     ctx.stage(model.text_encoder)
-    prompts = [request.negative_prompt, request.prompt] if guided else [request.prompt]
+    prompts = [_negative_prompt(request, V1_NEGATIVE_PROMPT), request.prompt] if guided else [request.prompt]
     context, mask = encode_t5(model.tokenizer, model.text_encoder, prompts, ctx)
 
     factor = vae_scale_factor(model.vae)
@@ -208,7 +212,7 @@ def generate_v51(model: EasyAnimateV51, request: VideoRequest, ctx: RunContext,
     guided = request.guidance > 1.0
 
     ctx.stage(model.text_encoder)
-    prompts = [request.negative_prompt, request.prompt] if guided else [request.prompt]
+    prompts = [_negative_prompt(request, V51_NEGATIVE_PROMPT), request.prompt] if guided else [request.prompt]
     context, _ = encode_qwen(model.tokenizer, model.text_encoder, prompts, ctx)
 
     ratio = model.vae.spatial_compression_ratio
